@@ -1,0 +1,47 @@
+# Front door: `make run` and `make test` work on a fresh Debian 12 machine.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build run test valgrind fuzz bench format clean install
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The seed's echo server on localhost:8124 (Ctrl-C stops it cleanly).
+run: build
+	./$(BUILD)/examples/echo-server
+
+# The whole suite under AddressSanitizer + UBSan (leaks fail a test).
+test: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWEFT_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+valgrind: deps
+	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-vg -j $(JOBS)
+	cd build-vg && WEFT_VALGRIND=1 ctest --output-on-failure -T memcheck
+
+fuzz:
+	@scripts/install-deps --fuzz
+	bash fuzz/run
+
+bench:
+	@scripts/install-deps --bench
+	bash bench/run
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-vg build-fuzz

@@ -1,0 +1,529 @@
+/*
+ * weft.h - Node's classic `net` module as a C library.
+ *
+ * The whole public API, readable top to bottom:
+ *
+ *   1. errors        negative WEFT_E* codes, weft_strerror(), weft_err_name()
+ *   2. loop          weft_loop_new(), weft_default_loop(), weft_run()
+ *   3. timers        weft_set_timeout(), weft_set_interval(), clear
+ *   4. server        net.createServer / net.Server
+ *   5. stream        net.createConnection / net.Stream
+ *   6. addresses     net.isIP / isIPv4 / isIPv6
+ *
+ * Conventions (see docs/design.md):
+ *   - Functions returning int give 0 (or a count / a boolean) on success
+ *     and a negative WEFT_E* code on failure.
+ *   - Every `weft_loop *` parameter may be NULL, meaning the default loop.
+ *   - Handles are opaque and owned by the library. A handle stays valid
+ *     until its 'close' event has been delivered; the library frees it
+ *     afterwards. Ending or destroying a handle inside any of its own
+ *     listeners is always legal.
+ *   - Nothing is emitted from inside the call that caused it: results and
+ *     errors arrive from the loop on a later turn. If a call that would
+ *     schedule a callback fails, that callback is never called.
+ *   - Events follow Node's EventEmitter: many listeners per event, called
+ *     in the order added; `once` listeners run at most one time; a removed
+ *     listener is never called again, even by an emit already in progress;
+ *     a listener added during an emit is first called by the next emit.
+ *   - Callbacks take the emitting object first and `void *ctx` last.
+ *   - One loop per thread; a loop and its handles must not be touched from
+ *     another thread.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WEFT_BUILDING)
+#define WEFT_EXTERN __attribute__((visibility("default")))
+#else
+#define WEFT_EXTERN
+#endif
+
+/* ------------------------------------------------------------------ */
+/* 1. Errors                                                          */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The one table of error codes: name, value, message. Errno-backed codes
+ * are the negated Linux errno; the rest are weft's own, below -3000.
+ */
+#define WEFT_ERRNO_MAP(X)                                                      \
+    X(EACCES, -EACCES, "permission denied")                                    \
+    X(EADDRINUSE, -EADDRINUSE, "address already in use")                       \
+    X(EADDRNOTAVAIL, -EADDRNOTAVAIL, "address not available")                  \
+    X(EAFNOSUPPORT, -EAFNOSUPPORT, "address family not supported")             \
+    X(EAGAIN, -EAGAIN, "resource temporarily unavailable")                     \
+    X(EALREADY, -EALREADY, "operation already in progress")                    \
+    X(EBADF, -EBADF, "bad file descriptor")                                    \
+    X(EBUSY, -EBUSY, "resource busy or locked")                                \
+    X(ECANCELED, -ECANCELED, "operation canceled")                             \
+    X(ECONNABORTED, -ECONNABORTED, "software caused connection abort")         \
+    X(ECONNREFUSED, -ECONNREFUSED, "connection refused")                       \
+    X(ECONNRESET, -ECONNRESET, "connection reset by peer")                     \
+    X(EHOSTUNREACH, -EHOSTUNREACH, "host is unreachable")                      \
+    X(EINTR, -EINTR, "interrupted system call")                                \
+    X(EINVAL, -EINVAL, "invalid argument")                                     \
+    X(EIO, -EIO, "i/o error")                                                  \
+    X(EISCONN, -EISCONN, "socket is already connected")                        \
+    X(EMFILE, -EMFILE, "too many open files")                                  \
+    X(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                            \
+    X(ENETDOWN, -ENETDOWN, "network is down")                                  \
+    X(ENETUNREACH, -ENETUNREACH, "network is unreachable")                     \
+    X(ENFILE, -ENFILE, "file table overflow")                                  \
+    X(ENOBUFS, -ENOBUFS, "no buffer space available")                          \
+    X(ENOENT, -ENOENT, "no such file or directory")                            \
+    X(ENOMEM, -ENOMEM, "not enough memory")                                    \
+    X(ENOTCONN, -ENOTCONN, "socket is not connected")                          \
+    X(ENOTSOCK, -ENOTSOCK, "socket operation on non-socket")                   \
+    X(ENOTSUP, -ENOTSUP, "operation not supported")                            \
+    X(EPERM, -EPERM, "operation not permitted")                                \
+    X(EPIPE, -EPIPE, "broken pipe")                                            \
+    X(EPROTO, -EPROTO, "protocol error")                                       \
+    X(ETIMEDOUT, -ETIMEDOUT, "connection timed out")                           \
+    X(EOF, -3001, "end of file")                                               \
+    X(ENOTFOUND, -3002, "host name not found")                                 \
+    X(EAI_AGAIN, -3003, "temporary failure in name resolution")               \
+    X(EWRITEAFTEREND, -3004, "write after end")                                \
+    X(ENOTRUNNING, -3005, "server is not running")                             \
+    X(ESTATE, -3006, "operation not allowed in this state")                   \
+    X(EENCODING, -3007, "unknown encoding")                                    \
+    X(ETLS, -3008, "TLS error")
+
+enum {
+#define WEFT_ERR_ENUM_(name, value, msg) WEFT_##name = (value),
+    WEFT_ERRNO_MAP(WEFT_ERR_ENUM_)
+#undef WEFT_ERR_ENUM_
+};
+
+/* A static message for code `err` ("connection refused"); never NULL. */
+WEFT_EXTERN const char *weft_strerror(int err);
+/* The code's name without prefix ("ECONNREFUSED"); never NULL. */
+WEFT_EXTERN const char *weft_err_name(int err);
+
+/* ------------------------------------------------------------------ */
+/* 2. Loop                                                            */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_loop weft_loop;
+
+/* The process-wide default loop, created on first use. NULL on ENOMEM. */
+WEFT_EXTERN weft_loop *weft_default_loop(void);
+
+/* A new loop, for a loop per thread. NULL on failure (errno set). */
+WEFT_EXTERN weft_loop *weft_loop_new(void);
+
+/*
+ * Runs `loop` until nothing referenced is left: no listening server, no
+ * open or opening stream, no pending timer (unref'd ones aside), no event
+ * waiting to be delivered. Returns 0, or WEFT_EBUSY if called re-entrantly.
+ */
+WEFT_EXTERN int weft_loop_run(weft_loop *loop);
+
+/* weft_loop_run() on the default loop. */
+WEFT_EXTERN int weft_run(void);
+
+/*
+ * Makes weft_loop_run() return after the current turn even if handles are
+ * still alive. They stay valid; running the loop again resumes them.
+ */
+WEFT_EXTERN void weft_loop_stop(weft_loop *loop);
+
+/* True if running `loop` would do anything. */
+WEFT_EXTERN bool weft_loop_alive(weft_loop *loop);
+
+/* The loop's cached clock, in milliseconds (monotonic). */
+WEFT_EXTERN uint64_t weft_loop_now(weft_loop *loop);
+
+/*
+ * Frees `loop` and every handle still attached to it, without emitting
+ * anything. Returns WEFT_EBUSY if the loop is running. The default loop
+ * may be closed too; weft_default_loop() then makes a new one.
+ */
+WEFT_EXTERN int weft_loop_close(weft_loop *loop);
+
+/* ------------------------------------------------------------------ */
+/* 3. Timers (Node's setTimeout / setInterval)                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_timer weft_timer;
+typedef void (*weft_timer_cb)(weft_timer *timer, void *ctx);
+
+/*
+ * Calls `cb` once after `ms` milliseconds. The timer is valid until its
+ * callback has returned (a one-shot) or until it is cleared. NULL on
+ * ENOMEM.
+ */
+WEFT_EXTERN weft_timer *weft_set_timeout(weft_loop *loop, uint64_t ms,
+                                         weft_timer_cb cb, void *ctx);
+/* Calls `cb` every `ms` milliseconds (at least 1) until cleared. */
+WEFT_EXTERN weft_timer *weft_set_interval(weft_loop *loop, uint64_t ms,
+                                          weft_timer_cb cb, void *ctx);
+/*
+ * Cancels and releases `timer`. Legal inside its own callback; NULL is
+ * ignored. Clearing a one-shot after its callback returned is a use after
+ * free.
+ */
+WEFT_EXTERN void weft_clear_timer(weft_timer *timer);
+/* An unref'd timer does not keep weft_loop_run() going. */
+WEFT_EXTERN void weft_timer_unref(weft_timer *timer);
+WEFT_EXTERN void weft_timer_ref(weft_timer *timer);
+
+/* ------------------------------------------------------------------ */
+/* 4. Server (net.Server)                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_server weft_server;
+typedef struct weft_stream weft_stream;
+
+/* What address() returns: Node's { address, family, port }. */
+typedef struct weft_address {
+    int family;       /* 4, 6, or 0 for a Unix socket */
+    int port;         /* 0 for a Unix socket */
+    char address[108]; /* numeric address text, or the socket path */
+} weft_address;
+
+typedef void (*weft_server_connection_cb)(weft_server *server,
+                                          weft_stream *stream, void *ctx);
+typedef void (*weft_server_listening_cb)(weft_server *server, void *ctx);
+typedef void (*weft_server_close_cb)(weft_server *server, void *ctx);
+/* `message` is Node-style ("listen EADDRINUSE 127.0.0.1:8124"), borrowed. */
+typedef void (*weft_server_error_cb)(weft_server *server, int err,
+                                     const char *message, void *ctx);
+
+/*
+ * net.createServer(connectionListener): a new server on `loop`, with
+ * `on_connection` (may be NULL) added as a 'connection' listener. NULL on
+ * ENOMEM. The server keeps nothing alive until it listens.
+ */
+WEFT_EXTERN weft_server *weft_create_server(weft_loop *loop,
+                                            weft_server_connection_cb cb,
+                                            void *ctx);
+
+/*
+ * server.listen(port, [host], [callback]). `host` NULL means any IPv4
+ * address (INADDR_ANY), as the seed says; "::" and "::1" listen on IPv6,
+ * a name such as "localhost" is resolved off the loop first. Port 0 picks
+ * a free port (see weft_server_address()). `cb`, if given, is added as a
+ * once-listener of 'listening', which is emitted on a later turn.
+ *
+ * Errors known at once are returned and nothing is emitted: WEFT_EINVAL
+ * (NULL server, port outside 0..65535, already listening), WEFT_EADDRINUSE,
+ * WEFT_EACCES, WEFT_EADDRNOTAVAIL, WEFT_EMFILE. When `host` is a name to
+ * resolve, resolution and bind errors arrive as 'error' instead.
+ */
+WEFT_EXTERN int weft_server_listen(weft_server *server, int port,
+                                   const char *host,
+                                   weft_server_listening_cb cb, void *ctx);
+
+/*
+ * server.listen(path, [callback]): a Unix socket server at `path`.
+ * WEFT_ENAMETOOLONG if `path` does not fit a sockaddr_un, WEFT_EADDRINUSE
+ * if it exists. The socket file is unlinked when the server closes.
+ */
+WEFT_EXTERN int weft_server_listen_path(weft_server *server, const char *path,
+                                        weft_server_listening_cb cb, void *ctx);
+
+/*
+ * server.listenFD(fd): accept on `fd`, which is already bound and
+ * listening. weft owns `fd` from now on and closes it with the server.
+ * WEFT_EBADF / WEFT_ENOTSOCK / WEFT_EINVAL (not listening) on bad fds.
+ */
+WEFT_EXTERN int weft_server_listen_fd(weft_server *server, int fd,
+                                      weft_server_listening_cb cb, void *ctx);
+
+/*
+ * server.close(): stops accepting now; 'close' is emitted once every
+ * connection the server accepted has closed. WEFT_ENOTRUNNING if the
+ * server is not listening; the handle is then released anyway (on a later
+ * turn, with no event), so close() is always the way to be done with a
+ * server.
+ */
+WEFT_EXTERN int weft_server_close(weft_server *server);
+
+/*
+ * server.maxConnections: when `connections` has reached `max`, new
+ * connections are accepted and closed at once. -1 (the default) means no
+ * limit; 0 refuses every connection.
+ */
+WEFT_EXTERN int weft_server_set_max_connections(weft_server *server, int max);
+WEFT_EXTERN int weft_server_max_connections(const weft_server *server);
+
+/* server.connections: streams accepted by this server not yet closed. */
+WEFT_EXTERN unsigned weft_server_connections(const weft_server *server);
+
+/* server.address(): WEFT_ENOTRUNNING unless listening. */
+WEFT_EXTERN int weft_server_address(const weft_server *server,
+                                    weft_address *out);
+
+/* Streams accepted from now on get this allowHalfOpen (default false). */
+WEFT_EXTERN void weft_server_set_allow_half_open(weft_server *server,
+                                                 bool allow);
+
+/* Listen backlog for the next listen (default 511, as Node's). */
+WEFT_EXTERN void weft_server_set_backlog(weft_server *server, int backlog);
+
+/* An unref'd server does not keep weft_loop_run() going. */
+WEFT_EXTERN void weft_server_ref(weft_server *server);
+WEFT_EXTERN void weft_server_unref(weft_server *server);
+
+WEFT_EXTERN void weft_server_set_data(weft_server *server, void *data);
+WEFT_EXTERN void *weft_server_data(const weft_server *server);
+WEFT_EXTERN weft_loop *weft_server_loop(const weft_server *server);
+
+/*
+ * Server events. For each event E with callback type T:
+ *   int weft_server_on_E(server, T cb, void *ctx);    add a listener
+ *   int weft_server_once_E(server, T cb, void *ctx);  add a one-time one
+ *   int weft_server_off_E(server, T cb, void *ctx);   remove the latest
+ *                                                     added (cb, ctx)
+ * on/once return 0 or WEFT_ENOMEM; off returns 0 or WEFT_ENOENT.
+ *
+ *   connection  a stream was accepted (its 'connect' follows at once)
+ *   listening   the server is bound and accepting
+ *   close       the server closed and its last connection is gone
+ *   error       listen failed, or accept failed for good
+ */
+#define WEFT_SERVER_EVENT_MAP(X)                                               \
+    X(connection, weft_server_connection_cb)                                   \
+    X(listening, weft_server_listening_cb)                                     \
+    X(close, weft_server_close_cb)                                             \
+    X(error, weft_server_error_cb)
+
+#define WEFT_SERVER_EVENT_DECL_(ev, type)                                      \
+    WEFT_EXTERN int weft_server_on_##ev(weft_server *s, type cb, void *ctx);   \
+    WEFT_EXTERN int weft_server_once_##ev(weft_server *s, type cb, void *ctx); \
+    WEFT_EXTERN int weft_server_off_##ev(weft_server *s, type cb, void *ctx);
+WEFT_SERVER_EVENT_MAP(WEFT_SERVER_EVENT_DECL_)
+#undef WEFT_SERVER_EVENT_DECL_
+
+/* ------------------------------------------------------------------ */
+/* 5. Stream (net.Stream)                                             */
+/* ------------------------------------------------------------------ */
+
+/* stream.readyState, exactly the seed's five states. */
+typedef enum weft_ready_state {
+    WEFT_CLOSED = 0,
+    WEFT_OPENING,
+    WEFT_OPEN,
+    WEFT_READ_ONLY,
+    WEFT_WRITE_ONLY
+} weft_ready_state;
+
+typedef void (*weft_stream_connect_cb)(weft_stream *stream, void *ctx);
+/*
+ * 'data': `data` is borrowed for the call and followed by a NUL byte not
+ * counted in `len`. Raw bytes, or text in the stream's encoding.
+ */
+typedef void (*weft_stream_data_cb)(weft_stream *stream, const char *data,
+                                    size_t len, void *ctx);
+typedef void (*weft_stream_end_cb)(weft_stream *stream, void *ctx);
+typedef void (*weft_stream_timeout_cb)(weft_stream *stream, void *ctx);
+typedef void (*weft_stream_drain_cb)(weft_stream *stream, void *ctx);
+typedef void (*weft_stream_secure_cb)(weft_stream *stream, void *ctx);
+/* `message` is Node-style ("connect ECONNREFUSED 127.0.0.1:8124"). */
+typedef void (*weft_stream_error_cb)(weft_stream *stream, int err,
+                                     const char *message, void *ctx);
+typedef void (*weft_stream_close_cb)(weft_stream *stream, bool had_error,
+                                     void *ctx);
+
+/*
+ * new net.Stream(): an unconnected stream (readyState 'closed') on
+ * `loop`. It keeps nothing alive until it connects. NULL on ENOMEM.
+ */
+WEFT_EXTERN weft_stream *weft_stream_new(weft_loop *loop);
+
+/*
+ * stream.connect(port, [host]). `host` NULL means "localhost". IP
+ * literals connect at once; names are resolved off the loop, and each
+ * address is tried in turn. readyState becomes 'opening'; 'connect' or
+ * 'error' then 'close'(true) follows. Legal on a new stream or on one
+ * whose 'close' is being delivered (to reuse it). Returns WEFT_EINVAL
+ * (NULL, port outside 1..65535) or WEFT_ESTATE (already open/opening).
+ */
+WEFT_EXTERN int weft_stream_connect(weft_stream *stream, int port,
+                                    const char *host);
+
+/*
+ * stream.connect(path): a Unix socket connection. WEFT_ENAMETOOLONG if
+ * `path` does not fit; a missing socket gives 'error' WEFT_ENOENT.
+ */
+WEFT_EXTERN int weft_stream_connect_path(weft_stream *stream,
+                                         const char *path);
+
+/*
+ * net.createConnection(port, [host]) and (path): weft_stream_new() plus
+ * connect. On success *out is the new stream; on failure *out is NULL.
+ */
+WEFT_EXTERN int weft_create_connection(weft_loop *loop, int port,
+                                       const char *host, weft_stream **out);
+WEFT_EXTERN int weft_create_connection_path(weft_loop *loop, const char *path,
+                                            weft_stream **out);
+
+/*
+ * stream.write(data). Returns 1 (true) if all of it was handed to the
+ * kernel, 0 (false) if some or all was copied into the stream's queue
+ * ('drain' follows once the queue is empty). While connecting, data is
+ * queued and 0 returned. Errors: WEFT_EWRITEAFTEREND after end(),
+ * WEFT_ESTATE on a closed or destroyed stream, WEFT_EINVAL (NULL data
+ * with len > 0), WEFT_ENOMEM. A kernel error (EPIPE, ECONNRESET) is not
+ * returned: it arrives as 'error' then 'close'(true).
+ */
+WEFT_EXTERN int weft_stream_write(weft_stream *stream, const void *data,
+                                  size_t len);
+
+/*
+ * stream.write(string, encoding): encodes the NUL-terminated `str` with
+ * `encoding` ("utf8" when NULL; "ascii", "latin1"/"binary", "base64",
+ * "hex" ...) and writes the bytes. WEFT_EENCODING for an unknown name.
+ */
+WEFT_EXTERN int weft_stream_write_string(weft_stream *stream, const char *str,
+                                         const char *encoding);
+
+/*
+ * stream.end([data]): writes `data` (may be NULL) and then half-closes:
+ * the FIN is sent once the queue has drained. readyState becomes
+ * 'readOnly' (or 'closed' if the peer had already ended). Calling end()
+ * again is a no-op returning 0.
+ */
+WEFT_EXTERN int weft_stream_end(weft_stream *stream, const void *data,
+                                size_t len);
+WEFT_EXTERN int weft_stream_end_string(weft_stream *stream, const char *str,
+                                       const char *encoding);
+
+/*
+ * stream.destroy(): closes the socket now, dropping queued data. 'close'
+ * (had_error false) follows on a later turn, unless an 'error' is already
+ * on its way, in which case 'close'(true). A second destroy is a no-op.
+ */
+WEFT_EXTERN void weft_stream_destroy(weft_stream *stream);
+
+/*
+ * stream.pause() / resume(): pause stops reading from the kernel, so the
+ * peer's writes back up in the socket buffers; no 'data' or 'end' is
+ * emitted while paused.
+ */
+WEFT_EXTERN void weft_stream_pause(weft_stream *stream);
+WEFT_EXTERN void weft_stream_resume(weft_stream *stream);
+WEFT_EXTERN bool weft_stream_is_paused(const weft_stream *stream);
+
+/*
+ * stream.setTimeout(ms): emit 'timeout' after `ms` of no reads or writes;
+ * the stream stays open. 0 disables. Re-armed for free by any activity.
+ */
+WEFT_EXTERN int weft_stream_set_timeout(weft_stream *stream, uint64_t ms);
+
+/*
+ * stream.setEncoding(encoding): 'data' delivers text in `encoding`
+ * ("utf8", "ascii", "base64", "hex", "latin1"); NULL returns to raw
+ * bytes. A multi-byte character or base64 group split across reads is
+ * delivered whole. WEFT_EENCODING for an unknown name.
+ */
+WEFT_EXTERN int weft_stream_set_encoding(weft_stream *stream,
+                                         const char *encoding);
+
+/* stream.setNoDelay(noDelay): TCP_NODELAY; a no-op on Unix sockets. */
+WEFT_EXTERN int weft_stream_set_no_delay(weft_stream *stream, bool no_delay);
+
+/*
+ * stream.setKeepAlive(enable, [initialDelay]): SO_KEEPALIVE, and, when
+ * `initial_delay_ms` > 0, the idle time before the first probe (rounded
+ * up to whole seconds). Remembered and applied at connect if not open.
+ */
+WEFT_EXTERN int weft_stream_set_keep_alive(weft_stream *stream, bool enable,
+                                           uint64_t initial_delay_ms);
+
+/*
+ * stream.allowHalfOpen. false (the default): after the peer's FIN and the
+ * 'end' listeners, the stream ends its own side. true: the stream stays
+ * 'writeOnly' until the user calls end().
+ */
+WEFT_EXTERN void weft_stream_set_allow_half_open(weft_stream *stream,
+                                                 bool allow);
+
+/* stream.readyState, and its seed name ("open", "readOnly", ...). */
+WEFT_EXTERN weft_ready_state weft_stream_ready_state(const weft_stream *stream);
+WEFT_EXTERN const char *weft_ready_state_name(weft_ready_state state);
+
+/*
+ * stream.remoteAddress / remotePort: the peer's numeric address ("::1",
+ * "127.0.0.1") and port; NULL / -1 if not connected over TCP. The string
+ * is owned by the stream and valid until it is freed.
+ */
+WEFT_EXTERN const char *weft_stream_remote_address(weft_stream *stream);
+WEFT_EXTERN int weft_stream_remote_port(weft_stream *stream);
+/* stream.address(): the local end, as server.address() gives it. */
+WEFT_EXTERN int weft_stream_address(const weft_stream *stream,
+                                    weft_address *out);
+
+/* bytesRead / bytesWritten (bytes handed to the kernel). */
+WEFT_EXTERN uint64_t weft_stream_bytes_read(const weft_stream *stream);
+WEFT_EXTERN uint64_t weft_stream_bytes_written(const weft_stream *stream);
+/* Bytes queued in user memory, not yet handed to the kernel. */
+WEFT_EXTERN size_t weft_stream_buffer_size(const weft_stream *stream);
+
+/* The server that accepted this stream, or NULL for a client. */
+WEFT_EXTERN weft_server *weft_stream_server(const weft_stream *stream);
+
+WEFT_EXTERN void weft_stream_ref(weft_stream *stream);
+WEFT_EXTERN void weft_stream_unref(weft_stream *stream);
+
+WEFT_EXTERN void weft_stream_set_data(weft_stream *stream, void *data);
+WEFT_EXTERN void *weft_stream_data(const weft_stream *stream);
+WEFT_EXTERN weft_loop *weft_stream_loop(const weft_stream *stream);
+
+/*
+ * Stream events, registered as for the server:
+ * weft_stream_on_E / once_E / off_E.
+ *
+ *   connect   the connection is established (server side: right after
+ *             the server's 'connection')
+ *   data      bytes or text arrived
+ *   end       the peer sent FIN
+ *   timeout   no activity for the setTimeout() period
+ *   drain     the write queue became empty
+ *   secure    the TLS handshake completed
+ *   error     a failure; 'close'(true) follows
+ *   close     last event, exactly once per connection
+ */
+#define WEFT_STREAM_EVENT_MAP(X)                                               \
+    X(connect, weft_stream_connect_cb)                                         \
+    X(data, weft_stream_data_cb)                                               \
+    X(end, weft_stream_end_cb)                                                 \
+    X(timeout, weft_stream_timeout_cb)                                         \
+    X(drain, weft_stream_drain_cb)                                             \
+    X(secure, weft_stream_secure_cb)                                           \
+    X(error, weft_stream_error_cb)                                             \
+    X(close, weft_stream_close_cb)
+
+#define WEFT_STREAM_EVENT_DECL_(ev, type)                                      \
+    WEFT_EXTERN int weft_stream_on_##ev(weft_stream *s, type cb, void *ctx);   \
+    WEFT_EXTERN int weft_stream_once_##ev(weft_stream *s, type cb, void *ctx); \
+    WEFT_EXTERN int weft_stream_off_##ev(weft_stream *s, type cb, void *ctx);
+WEFT_STREAM_EVENT_MAP(WEFT_STREAM_EVENT_DECL_)
+#undef WEFT_STREAM_EVENT_DECL_
+
+/* ------------------------------------------------------------------ */
+/* 6. Addresses (net.isIP)                                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * net.isIP(input): 4 for a dotted-quad IPv4 address, 6 for an IPv6
+ * address (with "::" compression, an IPv4 tail, or a %zone), 0 for
+ * anything else, NULL included. No allocation, no locale.
+ */
+WEFT_EXTERN int weft_is_ip(const char *input);
+WEFT_EXTERN bool weft_is_ipv4(const char *input);
+WEFT_EXTERN bool weft_is_ipv6(const char *input);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_H */

@@ -1,0 +1,282 @@
+/*
+ * internal.h - weft__ declarations shared between weft's own files.
+ *
+ * Owns the shapes every subsystem agrees on: the handle header (lifetime,
+ * ref counting, deferred work), intrusive queues, the emitter, timers and
+ * the poller's I/O watcher. Nothing here is visible to users.
+ */
+#ifndef WEFT_INTERNAL_H
+#define WEFT_INTERNAL_H
+
+#include "weft.h"
+#include "encoding.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#define WEFT__UNUSED(x) ((void)(x))
+#define WEFT__CONTAINER_OF(ptr, type, field)                                   \
+    ((type *)((char *)(ptr)-offsetof(type, field)))
+
+/* ---- intrusive doubly linked queue ----------------------------------- */
+
+typedef struct weft__qnode {
+    struct weft__qnode *next, *prev;
+} weft__qnode;
+
+static inline void weft__q_init(weft__qnode *q)
+{
+    q->next = q->prev = q;
+}
+static inline bool weft__q_empty(const weft__qnode *q)
+{
+    return q->next == q;
+}
+static inline bool weft__q_linked(const weft__qnode *n)
+{
+    return n->next != NULL && n->next != n;
+}
+static inline void weft__q_push(weft__qnode *q, weft__qnode *n)
+{
+    n->prev = q->prev;
+    n->next = q;
+    q->prev->next = n;
+    q->prev = n;
+}
+static inline void weft__q_remove(weft__qnode *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* -errno, mapped so that every value is a WEFT_E* code weft knows. */
+int weft__err(int errno_value);
+
+/* ---- emitter: one listener list per object --------------------------- */
+
+typedef void (*weft__fn)(void);
+
+typedef struct weft__listener {
+    weft__fn fn; /* NULL once removed (compacted when no emit runs) */
+    void *ctx;
+    uint8_t event;
+    uint8_t once;
+} weft__listener;
+
+typedef struct weft__emitter {
+    weft__listener *v;
+    uint16_t n, cap;
+    uint16_t depth; /* emits in progress on this object */
+    uint8_t dirty;  /* removed slots wait for compaction */
+} weft__emitter;
+
+int weft__emitter_add(weft__emitter *em, int event, weft__fn fn, void *ctx,
+                      bool once);
+int weft__emitter_remove(weft__emitter *em, int event, weft__fn fn, void *ctx);
+bool weft__emitter_has(const weft__emitter *em, int event);
+void weft__emitter_leave(weft__emitter *em);
+void weft__emitter_free(weft__emitter *em);
+
+/*
+ * Calls every listener of `event` present when the emit starts, in order.
+ * Slots are read by index each time round, so a listener may add (the
+ * array may move) or remove listeners; a removed one is skipped, an added
+ * one waits for the next emit. A once-listener is removed before its call.
+ */
+#define WEFT__EMIT(em, ev_id, type, ...)                                       \
+    do {                                                                       \
+        weft__emitter *em_ = (em);                                             \
+        uint16_t n_ = em_->n;                                                  \
+        em_->depth++;                                                          \
+        for (uint16_t i_ = 0; i_ < n_; i_++) {                                 \
+            weft__listener *l_ = &em_->v[i_];                                  \
+            if (l_->fn == NULL || l_->event != (ev_id))                        \
+                continue;                                                      \
+            type f_ = (type)l_->fn;                                            \
+            void *c_ = l_->ctx;                                                \
+            if (l_->once) {                                                    \
+                l_->fn = NULL;                                                 \
+                em_->dirty = 1;                                                \
+            }                                                                  \
+            f_(__VA_ARGS__, c_);                                               \
+        }                                                                      \
+        weft__emitter_leave(em_);                                              \
+    } while (0)
+
+/* ---- timers: a min-heap per loop ------------------------------------- */
+
+typedef struct weft__timer weft__timer;
+typedef void (*weft__timer_fn)(weft__timer *t);
+
+struct weft__timer {
+    uint64_t due;
+    uint64_t seq;  /* FIFO among equal deadlines */
+    uint32_t slot; /* index in the heap + 1; 0 when not armed */
+    weft__timer_fn fn;
+};
+
+void weft__timer_arm(weft_loop *loop, weft__timer *t, uint64_t due);
+void weft__timer_disarm(weft_loop *loop, weft__timer *t);
+static inline bool weft__timer_armed(const weft__timer *t)
+{
+    return t->slot != 0;
+}
+/* Milliseconds until the next deadline, 0 if due, -1 if none. */
+int weft__timers_timeout(weft_loop *loop);
+void weft__timers_run(weft_loop *loop);
+void weft__timers_free(weft_loop *loop);
+
+/* ---- poller (src/poll.h has the backend's side) ----------------------- */
+
+enum { WEFT__IO_READ = 1, WEFT__IO_WRITE = 2 };
+
+typedef struct weft__io weft__io;
+/* `events`: WEFT__IO_READ/WRITE that are ready; errors and hang-ups are
+ * reported as both, so the next read or write finds out which. */
+typedef void (*weft__io_fn)(weft__io *io, unsigned events);
+
+struct weft__io {
+    int fd;          /* -1 when closed: stale events are dropped */
+    uint8_t want;    /* interest the poller has registered */
+    uint8_t added;   /* registered with the poller at all */
+    weft__io_fn fn;
+};
+
+void weft__io_init(weft__io *io, int fd, weft__io_fn fn);
+/* Sets the interest to `events`; a syscall only when it changes. */
+int weft__io_set(weft_loop *loop, weft__io *io, unsigned events);
+/* Forgets the watcher and closes its fd. */
+void weft__io_close(weft_loop *loop, weft__io *io);
+
+/* ---- handles --------------------------------------------------------- */
+
+enum weft__handle_type { WEFT__SERVER = 1, WEFT__STREAM, WEFT__TIMER };
+
+enum {
+    WEFT__H_REF = 1,     /* counts towards keeping the loop alive */
+    WEFT__H_ACTIVE = 2,  /* has work (listening, connected, armed) */
+    WEFT__H_CLOSING = 4, /* queued for the close phase */
+};
+
+typedef struct weft__handle weft__handle;
+
+struct weft__handle {
+    weft_loop *loop;
+    weft__qnode all;     /* in loop->handles until freed */
+    weft__qnode pending; /* in loop->pending while `bits` is set */
+    weft__handle *next_closing;
+    uint8_t type;
+    uint8_t flags;
+    uint16_t bits; /* deferred work, meaning is the handle type's */
+};
+
+void weft__handle_init(weft_loop *loop, weft__handle *h, int type);
+void weft__handle_start(weft__handle *h);
+void weft__handle_stop(weft__handle *h);
+void weft__handle_ref(weft__handle *h);
+void weft__handle_unref(weft__handle *h);
+/* Runs the type's pending work on the next pending phase. */
+void weft__handle_defer(weft__handle *h, unsigned bits);
+/* Frees the handle in this turn's close phase (after all callbacks). */
+void weft__handle_close(weft__handle *h);
+
+/* Per-type hooks, called by the loop. */
+void weft__server_pending(weft__handle *h, unsigned bits);
+void weft__stream_pending(weft__handle *h, unsigned bits);
+void weft__timer_pending(weft__handle *h, unsigned bits);
+void weft__server_free(weft__handle *h);
+void weft__stream_free(weft__handle *h);
+void weft__timer_free(weft__handle *h);
+
+/* ---- loop ------------------------------------------------------------ */
+
+/*
+ * Size of the loop-wide read buffer every stream reads into (decision 4:
+ * no per-connection read buffer). 64 KiB matches the socket's default
+ * receive window on loopback, so one read usually empties it.
+ */
+#define WEFT__READ_BUF 65536
+
+struct weft__dns_req;
+
+struct weft_loop {
+    int backend_fd;       /* epoll */
+    int spare_fd;         /* reserve fd for shedding on EMFILE */
+    uint64_t now;         /* cached ms clock, updated once per turn */
+    uint64_t timer_seq;
+    weft__timer **heap;
+    uint32_t heap_n, heap_cap;
+    unsigned active_refs; /* handles ACTIVE and REF */
+    weft__qnode handles;
+    weft__qnode pending;
+    weft__handle *closing;
+    bool running, stop;
+    char *rbuf;           /* WEFT__READ_BUF + 1 */
+    char *dbuf;           /* decoder output, allocated on first use */
+    size_t dbuf_size;
+    /* name resolution: see dns.c */
+    weft__io dns_io;
+    weft__qnode dns_reqs; /* in flight for this loop, guarded by dns lock */
+    weft__qnode dns_done; /* finished, guarded by dns lock */
+};
+
+void weft__loop_update_time(weft_loop *loop);
+/* The default loop for a NULL argument. */
+weft_loop *weft__loop(weft_loop *loop);
+
+/* Backend (poll_epoll.c). */
+int weft__poll_init(weft_loop *loop);
+void weft__poll_free(weft_loop *loop);
+int weft__poll(weft_loop *loop, int timeout_ms);
+
+/* ---- name resolution (dns.c) ----------------------------------------- */
+
+typedef struct weft__dns_req weft__dns_req;
+/* `res` is the caller's to freeaddrinfo(); `err` a WEFT_E* code. */
+typedef void (*weft__dns_fn)(weft__dns_req *req, struct addrinfo *res,
+                             int err, void *ctx);
+
+/*
+ * Resolves `host` for `port` (TCP) on the lookup pool. `fn` runs on the
+ * loop thread unless the request is cancelled first.
+ */
+int weft__dns_lookup(weft_loop *loop, const char *host, int port,
+                     bool passive, weft__dns_fn fn, void *ctx,
+                     weft__dns_req **out);
+/* `fn` will not be called; the lookup's result is dropped. */
+void weft__dns_cancel(weft__dns_req *req);
+void weft__dns_loop_free(weft_loop *loop);
+
+/* ---- sockets (shared by server.c and stream.c) ----------------------- */
+
+typedef struct weft__sockaddr {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_storage ss;
+    } u;
+    socklen_t len;
+} weft__sockaddr;
+
+/* Parses an IP literal (v4, or v6 with an optional %zone) into `out`. */
+bool weft__parse_ip(const char *host, int port, weft__sockaddr *out);
+/* Fills `out` for a Unix path; WEFT_ENAMETOOLONG / WEFT_EINVAL. */
+int weft__unix_addr(const char *path, weft__sockaddr *out);
+/* "127.0.0.1:8124", "[::1]:8124" or the path, for messages. */
+void weft__addr_text(const struct sockaddr *sa, char *buf, size_t size);
+int weft__address_from(const struct sockaddr *sa, socklen_t len,
+                       weft_address *out);
+
+/* Streams accepted by a server (server.c calls stream.c). */
+weft_stream *weft__stream_accepted(weft_server *server, int fd,
+                                   bool allow_half_open);
+/* After the server's 'connection': emits 'connect' and starts reading. */
+void weft__stream_accept_done(weft_stream *stream);
+void weft__server_stream_closed(weft_server *server);
+
+#endif

@@ -1,0 +1,291 @@
+/*
+ * loop.c - the event loop: phases, handle lifetimes, ref counting.
+ *
+ * One turn of weft_loop_run():
+ *
+ *   1. timers    due deadlines, in deadline order
+ *   2. pending   deferred work: results and events that must not be
+ *                emitted from inside the API call that caused them
+ *                (Node's nextTick); repeated until the queue is empty
+ *   3. poll      epoll_wait, dispatching I/O callbacks; the wait is 0 when
+ *                pending work or closing handles are waiting
+ *   4. pending   again, so work deferred by I/O callbacks runs this turn
+ *   5. close     handles whose 'close' was delivered are freed
+ *
+ * Nothing is freed outside phase 5, so any callback may end or destroy
+ * any handle, its own included, and the memory stays valid until every
+ * callback of the turn has returned.
+ *
+ * The loop is alive while a handle is ACTIVE and REF (a listening server,
+ * an open or opening stream, an armed timer), or pending or closing work
+ * remains. Knows nothing of sockets beyond the spare fd for EMFILE.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static weft_loop *default_loop;
+
+void weft__loop_update_time(weft_loop *loop)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    loop->now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+weft_loop *weft_loop_new(void)
+{
+    weft_loop *loop = calloc(1, sizeof(*loop));
+    if (loop == NULL)
+        return NULL;
+    weft__q_init(&loop->handles);
+    weft__q_init(&loop->pending);
+    weft__q_init(&loop->dns_reqs);
+    weft__q_init(&loop->dns_done);
+    weft__io_init(&loop->dns_io, -1, NULL);
+    loop->rbuf = malloc(WEFT__READ_BUF + 1);
+    if (loop->rbuf == NULL)
+        goto out_free;
+    int err = weft__poll_init(loop);
+    if (err < 0) {
+        errno = -err;
+        goto out_free_buf;
+    }
+    /* Held in reserve: when accept() fails with EMFILE, closing this frees
+     * one slot to accept and drop the connection, so the listener does
+     * not spin on a backlog it can never drain (server.c). */
+    loop->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    weft__loop_update_time(loop);
+    return loop;
+
+out_free_buf:
+    free(loop->rbuf);
+out_free:
+    free(loop);
+    return NULL;
+}
+
+weft_loop *weft_default_loop(void)
+{
+    if (default_loop == NULL)
+        default_loop = weft_loop_new();
+    return default_loop;
+}
+
+weft_loop *weft__loop(weft_loop *loop)
+{
+    return loop != NULL ? loop : weft_default_loop();
+}
+
+uint64_t weft_loop_now(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    return loop ? loop->now : 0;
+}
+
+/* ---- handles --------------------------------------------------------- */
+
+void weft__handle_init(weft_loop *loop, weft__handle *h, int type)
+{
+    h->loop = loop;
+    h->type = (uint8_t)type;
+    h->flags = WEFT__H_REF;
+    h->bits = 0;
+    h->next_closing = NULL;
+    weft__q_init(&h->pending);
+    weft__q_push(&loop->handles, &h->all);
+}
+
+static bool counted(const weft__handle *h)
+{
+    return (h->flags & (WEFT__H_REF | WEFT__H_ACTIVE)) ==
+           (WEFT__H_REF | WEFT__H_ACTIVE);
+}
+
+static void set_flag(weft__handle *h, uint8_t flag, bool on)
+{
+    bool was = counted(h);
+    if (on)
+        h->flags |= flag;
+    else
+        h->flags &= (uint8_t)~flag;
+    bool is = counted(h);
+    if (was && !is)
+        h->loop->active_refs--;
+    else if (!was && is)
+        h->loop->active_refs++;
+}
+
+void weft__handle_start(weft__handle *h)
+{
+    set_flag(h, WEFT__H_ACTIVE, true);
+}
+
+void weft__handle_stop(weft__handle *h)
+{
+    set_flag(h, WEFT__H_ACTIVE, false);
+}
+
+void weft__handle_ref(weft__handle *h)
+{
+    set_flag(h, WEFT__H_REF, true);
+}
+
+void weft__handle_unref(weft__handle *h)
+{
+    set_flag(h, WEFT__H_REF, false);
+}
+
+void weft__handle_defer(weft__handle *h, unsigned bits)
+{
+    if (h->flags & WEFT__H_CLOSING)
+        return;
+    h->bits |= (uint16_t)bits;
+    if (!weft__q_linked(&h->pending))
+        weft__q_push(&h->loop->pending, &h->pending);
+}
+
+void weft__handle_close(weft__handle *h)
+{
+    if (h->flags & WEFT__H_CLOSING)
+        return;
+    weft__handle_stop(h);
+    h->flags |= WEFT__H_CLOSING;
+    if (weft__q_linked(&h->pending))
+        weft__q_remove(&h->pending);
+    h->bits = 0;
+    h->next_closing = h->loop->closing;
+    h->loop->closing = h;
+}
+
+static void handle_free(weft__handle *h)
+{
+    weft__q_remove(&h->all);
+    if (weft__q_linked(&h->pending))
+        weft__q_remove(&h->pending);
+    switch (h->type) {
+    case WEFT__SERVER:
+        weft__server_free(h);
+        break;
+    case WEFT__STREAM:
+        weft__stream_free(h);
+        break;
+    case WEFT__TIMER:
+        weft__timer_free(h);
+        break;
+    }
+}
+
+/* ---- phases ---------------------------------------------------------- */
+
+static void run_pending(weft_loop *loop)
+{
+    /* Work deferred while this runs joins the queue's tail and runs in the
+     * same phase, as nextTick callbacks do; each handle's bits are taken
+     * before its hook runs, so a hook may defer more work for itself. */
+    while (!weft__q_empty(&loop->pending)) {
+        weft__qnode *n = loop->pending.next;
+        weft__q_remove(n);
+        weft__handle *h = WEFT__CONTAINER_OF(n, weft__handle, pending);
+        unsigned bits = h->bits;
+        h->bits = 0;
+        switch (h->type) {
+        case WEFT__SERVER:
+            weft__server_pending(h, bits);
+            break;
+        case WEFT__STREAM:
+            weft__stream_pending(h, bits);
+            break;
+        case WEFT__TIMER:
+            weft__timer_pending(h, bits);
+            break;
+        }
+    }
+}
+
+static void run_closing(weft_loop *loop)
+{
+    while (loop->closing != NULL) {
+        weft__handle *h = loop->closing;
+        loop->closing = h->next_closing;
+        handle_free(h);
+    }
+}
+
+bool weft_loop_alive(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    return loop != NULL &&
+           (loop->active_refs > 0 || !weft__q_empty(&loop->pending) ||
+            loop->closing != NULL);
+}
+
+int weft_loop_run(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    if (loop == NULL)
+        return WEFT_ENOMEM;
+    if (loop->running)
+        return WEFT_EBUSY;
+    loop->running = true;
+    loop->stop = false;
+    weft__loop_update_time(loop);
+    while (!loop->stop && weft_loop_alive(loop)) {
+        weft__timers_run(loop);
+        run_pending(loop);
+        int timeout = weft__timers_timeout(loop);
+        if (!weft__q_empty(&loop->pending) || loop->closing != NULL ||
+            loop->stop || loop->active_refs == 0)
+            timeout = 0;
+        weft__poll(loop, timeout);
+        weft__loop_update_time(loop);
+        run_pending(loop);
+        run_closing(loop);
+    }
+    loop->running = false;
+    return 0;
+}
+
+int weft_run(void)
+{
+    return weft_loop_run(NULL);
+}
+
+void weft_loop_stop(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    if (loop != NULL)
+        loop->stop = true;
+}
+
+int weft_loop_close(weft_loop *loop)
+{
+    if (loop == NULL)
+        return WEFT_EINVAL;
+    if (loop->running)
+        return WEFT_EBUSY;
+    run_closing(loop);
+    /* Free what is left without emitting: these handles were abandoned
+     * with the loop. Each free may release others (a server's streams),
+     * so always restart from the head. */
+    while (!weft__q_empty(&loop->handles)) {
+        weft__handle *h =
+            WEFT__CONTAINER_OF(loop->handles.next, weft__handle, all);
+        handle_free(h);
+    }
+    weft__dns_loop_free(loop);
+    weft__timers_free(loop);
+    weft__poll_free(loop);
+    if (loop->spare_fd >= 0)
+        close(loop->spare_fd);
+    free(loop->rbuf);
+    free(loop->dbuf);
+    if (loop == default_loop)
+        default_loop = NULL;
+    free(loop);
+    return 0;
+}

@@ -1,0 +1,1199 @@
+/*
+ * stream.c - net.Stream: connect, the read path, the write queue,
+ * end/destroy, pause/resume, idle timeouts, readyState.
+ *
+ * Knows nothing of epoll (it watches its fd through weft__io) and reads
+ * into the loop's shared buffer, lending it to 'data' listeners.
+ *
+ * State is a set of flags; readyState is derived from them, never stored:
+ *
+ *   flags                          readyState
+ *   CONNECTING                     opening
+ *   CONNECTED, READABLE+WRITABLE   open
+ *   CONNECTED, READABLE only       readOnly   (we called end())
+ *   CONNECTED, WRITABLE only       writeOnly  (peer's FIN, allowHalfOpen)
+ *   anything else                  closed
+ *
+ * Event order on one connection, pinned by tests/test_stream.c:
+ *
+ *   connect, (data | drain | timeout)*, [data (decoder flush)], end,
+ *   (drain | timeout)*, [error], close
+ *
+ * 'close' is always last and comes exactly once per connection; it is
+ * emitted from the pending phase, after the fd is closed. A stream is
+ * freed after its 'close' unless a 'close' listener connected it again.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/*
+ * Full reads per readable event. One short read means the socket is
+ * empty; a few full ones in a row let a bulk sender make progress
+ * without starving other streams (h2o's per-socket budget).
+ */
+#define READ_BUDGET 4
+
+/* Chunks gathered per sendmsg; well under IOV_MAX (1024 on Linux). */
+#define WRITE_IOV 64
+
+/*
+ * Small queued writes are copied into chunks at least this big, so a
+ * stream of small writes behind backpressure costs one allocation per
+ * 4 KiB instead of one per write.
+ */
+#define CHUNK_MIN 4096
+
+enum stream_flag {
+    F_CONNECTING = 1u << 0,
+    F_CONNECTED = 1u << 1,
+    F_READABLE = 1u << 2,
+    F_WRITABLE = 1u << 3,
+    F_ENDING = 1u << 4, /* end() called; FIN once the queue drains */
+    F_FIN_SENT = 1u << 5,
+    F_PEER_ENDED = 1u << 6,
+    F_PAUSED = 1u << 7,
+    F_DESTROYED = 1u << 8, /* fd closed, 'close' on its way */
+    F_HALF_OPEN = 1u << 9, /* allowHalfOpen */
+    F_HAD_ERROR = 1u << 10,
+    F_NEED_DRAIN = 1u << 11,
+    F_NODELAY = 1u << 12,
+    F_KEEPALIVE = 1u << 13,
+    F_IN_CLOSE = 1u << 14, /* 'close' listeners running: connect() ok */
+    F_UNIX = 1u << 15,
+    F_TIMED_OUT = 1u << 16, /* 'timeout' fired; re-armed on activity */
+};
+
+/* Options that survive a reconnect of the same stream. */
+#define F_STICKY (F_HALF_OPEN | F_NODELAY | F_KEEPALIVE)
+
+enum stream_bits {
+    B_CONNECTED = 1, /* connect() succeeded at once */
+    B_FAIL = 2,      /* connect() failed at once */
+    B_CLOSE = 4,     /* emit [error,] close */
+};
+
+enum stream_event {
+#define WEFT_STR_EV_(ev, type) EV_##ev,
+    WEFT_STREAM_EVENT_MAP(WEFT_STR_EV_)
+#undef WEFT_STR_EV_
+};
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t off, len, cap;
+    char data[];
+} chunk;
+
+/* Connecting: the name, the lookup, the addresses still to try. */
+typedef struct connect_req {
+    weft__dns_req *dns;
+    struct addrinfo *res, *next;
+    int port;
+    int last_err;
+    char where[128]; /* address text of the last attempt, for messages */
+    char host[];
+} connect_req;
+
+/*
+ * What most streams never need lives here, allocated on first use, so an
+ * idle connection costs only struct weft_stream (decision 4).
+ */
+typedef struct stream_extra {
+    weft_stream *s;
+    weft__timer idle;
+    uint64_t timeout_ms;
+    uint64_t last_active;
+    connect_req *conn;
+    char *errmsg;
+    char *remote;
+    int remote_port;
+    unsigned keepalive_s;
+} stream_extra;
+
+struct weft_stream {
+    weft__handle h;
+    weft__io io;
+    weft__emitter em;
+    uint32_t flags;
+    int err;
+    weft_server *server;
+    void *data;
+    chunk *wq_head, *wq_tail;
+    size_t wq_bytes;
+    uint64_t bytes_read, bytes_written;
+    stream_extra *x;
+    weft__decoder dec;
+};
+
+static void on_io(weft__io *io, unsigned events);
+static void flush(weft_stream *s);
+static void teardown(weft_stream *s);
+
+/* ---- helpers --------------------------------------------------------- */
+
+static stream_extra *extra(weft_stream *s)
+{
+    if (s->x == NULL) {
+        s->x = calloc(1, sizeof(*s->x));
+        if (s->x != NULL)
+            s->x->s = s;
+    }
+    return s->x;
+}
+
+static bool has(const weft_stream *s, uint32_t f)
+{
+    return (s->flags & f) != 0;
+}
+
+static void update_io(weft_stream *s);
+
+/*
+ * The one way a stream fails: remember the error and its Node-style
+ * message ("connect ECONNREFUSED 127.0.0.1:8124"), close everything now,
+ * and let the pending phase emit 'error' then 'close'(true). Nothing is
+ * emitted here, so this is safe inside any API call.
+ */
+static void fail(weft_stream *s, int err, const char *syscall,
+                 const char *detail)
+{
+    if (has(s, F_DESTROYED))
+        return;
+    s->err = err;
+    s->flags |= F_HAD_ERROR;
+    stream_extra *x = extra(s);
+    if (x != NULL) {
+        free(x->errmsg);
+        size_t n = strlen(syscall) + (detail ? strlen(detail) : 0) + 40;
+        x->errmsg = malloc(n);
+        if (x->errmsg != NULL)
+            snprintf(x->errmsg, n, "%s %s%s%s", syscall, weft_err_name(err),
+                     detail ? " " : "", detail ? detail : "");
+    }
+    teardown(s);
+    weft__handle_defer(&s->h, B_CLOSE);
+}
+
+static void touch(weft_stream *s)
+{
+    stream_extra *x = s->x;
+    if (x == NULL || x->timeout_ms == 0)
+        return;
+    weft_loop *loop = s->h.loop;
+    x->last_active = loop->now;
+    if (has(s, F_TIMED_OUT)) {
+        s->flags &= ~F_TIMED_OUT;
+        weft__timer_arm(loop, &x->idle, loop->now + x->timeout_ms);
+    }
+}
+
+/* ---- teardown and close ---------------------------------------------- */
+
+static void free_queue(weft_stream *s)
+{
+    chunk *c = s->wq_head;
+    while (c != NULL) {
+        chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    s->wq_head = s->wq_tail = NULL;
+    s->wq_bytes = 0;
+}
+
+static void free_connect(weft_stream *s)
+{
+    stream_extra *x = s->x;
+    if (x == NULL || x->conn == NULL)
+        return;
+    if (x->conn->dns != NULL)
+        weft__dns_cancel(x->conn->dns);
+    if (x->conn->res != NULL)
+        freeaddrinfo(x->conn->res);
+    free(x->conn);
+    x->conn = NULL;
+}
+
+/* Closes the fd and drops every resource; 'close' is the caller's job. */
+static void teardown(weft_stream *s)
+{
+    s->flags |= F_DESTROYED;
+    s->flags &= ~(F_CONNECTING | F_CONNECTED | F_READABLE | F_WRITABLE |
+                  F_ENDING | F_NEED_DRAIN);
+    free_connect(s);
+    weft__io_close(s->h.loop, &s->io);
+    free_queue(s);
+    if (s->x != NULL)
+        weft__timer_disarm(s->h.loop, &s->x->idle);
+}
+
+static void emit_close(weft_stream *s)
+{
+    bool had_error = has(s, F_HAD_ERROR);
+    if (had_error && s->err != 0) {
+        const char *msg = s->x && s->x->errmsg ? s->x->errmsg
+                                               : weft_strerror(s->err);
+        WEFT__EMIT(&s->em, EV_error, weft_stream_error_cb, s, s->err, msg);
+    }
+    weft_server *server = s->server;
+    s->server = NULL;
+    if (server != NULL)
+        weft__server_stream_closed(server);
+    weft__handle_stop(&s->h);
+    s->flags |= F_IN_CLOSE;
+    WEFT__EMIT(&s->em, EV_close, weft_stream_close_cb, s, had_error);
+    s->flags &= ~F_IN_CLOSE;
+    /* A 'close' listener may have connected the stream again. */
+    if (!has(s, F_CONNECTING | F_CONNECTED) && !(s->h.bits & B_CLOSE))
+        weft__handle_close(&s->h);
+}
+
+void weft_stream_destroy(weft_stream *s)
+{
+    if (s == NULL || has(s, F_DESTROYED))
+        return;
+    teardown(s);
+    weft__handle_defer(&s->h, B_CLOSE);
+}
+
+/* Both directions are finished: a clean close. */
+static void maybe_finish(weft_stream *s)
+{
+    if (has(s, F_PEER_ENDED) && has(s, F_FIN_SENT))
+        weft_stream_destroy(s);
+}
+
+static void send_fin(weft_stream *s)
+{
+    s->flags &= ~F_ENDING;
+    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        fail(s, weft__err(errno), "shutdown", NULL);
+        return;
+    }
+    s->flags |= F_FIN_SENT;
+    maybe_finish(s);
+}
+
+/* ---- the read path --------------------------------------------------- */
+
+static void emit_data(weft_stream *s, const char *buf, size_t n)
+{
+    WEFT__EMIT(&s->em, EV_data, weft_stream_data_cb, s, buf, n);
+}
+
+/* Decodes `n` bytes (n == 0 with `end`: flushes) and emits the text. */
+static void emit_decoded(weft_stream *s, const char *buf, size_t n, bool end)
+{
+    weft_loop *loop = s->h.loop;
+    size_t need = weft__decode_max(&s->dec, n) + 1;
+    if (loop->dbuf_size < need) {
+        size_t size = need < 3 * WEFT__READ_BUF + 64 ? 3 * WEFT__READ_BUF + 64
+                                                     : need;
+        char *d = realloc(loop->dbuf, size);
+        if (d == NULL) {
+            fail(s, WEFT_ENOMEM, "decode", NULL);
+            return;
+        }
+        loop->dbuf = d;
+        loop->dbuf_size = size;
+    }
+    size_t m = end ? weft__decode_end(&s->dec, loop->dbuf)
+                   : weft__decode(&s->dec, (const uint8_t *)buf, n,
+                                  loop->dbuf);
+    if (m == 0)
+        return;
+    loop->dbuf[m] = '\0';
+    emit_data(s, loop->dbuf, m);
+}
+
+static void on_eof(weft_stream *s)
+{
+    s->flags &= ~F_READABLE;
+    s->flags |= F_PEER_ENDED;
+    update_io(s);
+    if (s->dec.enc != WEFT__ENC_RAW)
+        emit_decoded(s, NULL, 0, true);
+    if (has(s, F_DESTROYED))
+        return;
+    WEFT__EMIT(&s->em, EV_end, weft_stream_end_cb, s);
+    if (has(s, F_DESTROYED))
+        return;
+    /* Node ends our side after the 'end' listeners, so a write made in
+     * one of them (the seed's "goodbye") still goes out first. */
+    if (!has(s, F_HALF_OPEN))
+        weft_stream_end(s, NULL, 0);
+    if (!has(s, F_DESTROYED))
+        maybe_finish(s);
+}
+
+static void do_read(weft_stream *s)
+{
+    weft_loop *loop = s->h.loop;
+    for (int i = 0; i < READ_BUDGET; i++) {
+        if (!has(s, F_READABLE) || has(s, F_PAUSED | F_DESTROYED))
+            return;
+        ssize_t n = read(s->io.fd, loop->rbuf, WEFT__READ_BUF);
+        if (n > 0) {
+            s->bytes_read += (uint64_t)n;
+            touch(s);
+            if (s->dec.enc == WEFT__ENC_RAW) {
+                loop->rbuf[n] = '\0';
+                emit_data(s, loop->rbuf, (size_t)n);
+            } else {
+                emit_decoded(s, loop->rbuf, (size_t)n, false);
+            }
+            if (n < WEFT__READ_BUF)
+                return;
+            continue;
+        }
+        if (n == 0) {
+            on_eof(s);
+            return;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EINTR)
+            continue;
+        fail(s, weft__err(errno), "read", NULL);
+        return;
+    }
+}
+
+/* ---- the write path -------------------------------------------------- */
+
+static void update_io(weft_stream *s)
+{
+    if (has(s, F_DESTROYED) || s->io.fd < 0)
+        return;
+    unsigned want = 0;
+    if (has(s, F_CONNECTING)) {
+        want = WEFT__IO_WRITE;
+    } else if (has(s, F_CONNECTED)) {
+        if (has(s, F_READABLE) && !has(s, F_PAUSED))
+            want |= WEFT__IO_READ;
+        if (s->wq_head != NULL)
+            want |= WEFT__IO_WRITE;
+    }
+    int err = weft__io_set(s->h.loop, &s->io, want);
+    if (err < 0)
+        fail(s, err, "epoll_ctl", NULL);
+}
+
+static int enqueue(weft_stream *s, const char *data, size_t len)
+{
+    chunk *t = s->wq_tail;
+    if (t != NULL && t->cap - t->len >= len) {
+        memcpy(t->data + t->len, data, len);
+        t->len += len;
+    } else {
+        size_t cap = len < CHUNK_MIN ? CHUNK_MIN : len;
+        chunk *c = malloc(sizeof(*c) + cap);
+        if (c == NULL)
+            return WEFT_ENOMEM;
+        c->next = NULL;
+        c->off = 0;
+        c->len = len;
+        c->cap = cap;
+        memcpy(c->data, data, len);
+        if (t != NULL)
+            t->next = c;
+        else
+            s->wq_head = c;
+        s->wq_tail = c;
+    }
+    s->wq_bytes += len;
+    s->flags |= F_NEED_DRAIN;
+    return 0;
+}
+
+static void consume(weft_stream *s, size_t n)
+{
+    s->wq_bytes -= n;
+    while (n > 0) {
+        chunk *c = s->wq_head;
+        size_t left = c->len - c->off;
+        if (n < left) {
+            c->off += n;
+            return;
+        }
+        n -= left;
+        s->wq_head = c->next;
+        if (s->wq_head == NULL)
+            s->wq_tail = NULL;
+        free(c);
+    }
+}
+
+/* Writes as much of the queue as the kernel takes, then drain and FIN. */
+static void flush(weft_stream *s)
+{
+    while (s->wq_head != NULL) {
+        struct iovec iov[WRITE_IOV];
+        int n = 0;
+        size_t total = 0;
+        for (chunk *c = s->wq_head; c != NULL && n < WRITE_IOV; c = c->next) {
+            iov[n].iov_base = c->data + c->off;
+            iov[n].iov_len = c->len - c->off;
+            total += iov[n].iov_len;
+            n++;
+        }
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(s->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            fail(s, weft__err(errno), "write", NULL);
+            return;
+        }
+        s->bytes_written += (uint64_t)w;
+        touch(s);
+        consume(s, (size_t)w);
+        if ((size_t)w < total)
+            break;
+    }
+    update_io(s);
+    if (s->wq_head != NULL || has(s, F_DESTROYED))
+        return;
+    if (has(s, F_NEED_DRAIN)) {
+        s->flags &= ~F_NEED_DRAIN;
+        WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
+        if (has(s, F_DESTROYED) || s->wq_head != NULL)
+            return;
+    }
+    if (has(s, F_ENDING))
+        send_fin(s);
+}
+
+int weft_stream_write(weft_stream *s, const void *data, size_t len)
+{
+    if (s == NULL || (data == NULL && len > 0))
+        return WEFT_EINVAL;
+    if (!has(s, F_WRITABLE)) {
+        if (has(s, F_DESTROYED))
+            return WEFT_ESTATE;
+        return has(s, F_ENDING | F_FIN_SENT) ? WEFT_EWRITEAFTEREND
+                                             : WEFT_ESTATE;
+    }
+    if (has(s, F_CONNECTING) || s->wq_head != NULL) {
+        if (len > 0 && enqueue(s, data, len) < 0)
+            return WEFT_ENOMEM;
+        s->flags |= F_NEED_DRAIN;
+        return 0;
+    }
+    if (len == 0)
+        return 1;
+    ssize_t w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            fail(s, weft__err(errno), "write", NULL);
+            return 0;
+        }
+        w = 0;
+    }
+    s->bytes_written += (uint64_t)w;
+    touch(s);
+    if ((size_t)w == len)
+        return 1;
+    if (enqueue(s, (const char *)data + w, len - (size_t)w) < 0) {
+        /* Part of the data is in the kernel and the rest is lost: the
+         * byte stream is broken, so the stream cannot go on. */
+        fail(s, WEFT_ENOMEM, "write", NULL);
+        return WEFT_ENOMEM;
+    }
+    update_io(s);
+    return 0;
+}
+
+/* Encodes into a temporary buffer unless the bytes go out as they are. */
+static int with_encoded(weft_stream *s, const char *str, const char *encoding,
+                        int (*fn)(weft_stream *, const void *, size_t))
+{
+    if (s == NULL || str == NULL)
+        return WEFT_EINVAL;
+    int enc = weft__enc_parse(encoding ? encoding : "utf8");
+    if (enc < 0)
+        return enc;
+    size_t len = strlen(str);
+    if (enc == WEFT__ENC_UTF8 || enc == WEFT__ENC_ASCII ||
+        enc == WEFT__ENC_LATIN1)
+        return fn(s, str, len);
+    uint8_t stackbuf[512];
+    size_t max = weft__encode_max(enc, len);
+    uint8_t *buf = max <= sizeof(stackbuf) ? stackbuf : malloc(max);
+    if (buf == NULL)
+        return WEFT_ENOMEM;
+    size_t n = weft__encode(enc, str, len, buf);
+    int r = fn(s, buf, n);
+    if (buf != stackbuf)
+        free(buf);
+    return r;
+}
+
+int weft_stream_write_string(weft_stream *s, const char *str,
+                             const char *encoding)
+{
+    return with_encoded(s, str, encoding, weft_stream_write);
+}
+
+int weft_stream_end(weft_stream *s, const void *data, size_t len)
+{
+    if (s == NULL || (data == NULL && len > 0))
+        return WEFT_EINVAL;
+    if (has(s, F_DESTROYED))
+        return 0;
+    if (!has(s, F_WRITABLE)) {
+        if (len > 0 && has(s, F_ENDING | F_FIN_SENT))
+            return WEFT_EWRITEAFTEREND;
+        return has(s, F_ENDING | F_FIN_SENT) ? 0 : WEFT_ESTATE;
+    }
+    if (len > 0) {
+        int r = weft_stream_write(s, data, len);
+        if (r < 0)
+            return r;
+        if (has(s, F_DESTROYED))
+            return 0;
+    }
+    s->flags &= ~F_WRITABLE;
+    s->flags |= F_ENDING;
+    if (has(s, F_CONNECTED) && s->wq_head == NULL)
+        send_fin(s);
+    return 0;
+}
+
+static int end_bytes(weft_stream *s, const void *data, size_t len)
+{
+    return weft_stream_end(s, data, len);
+}
+
+int weft_stream_end_string(weft_stream *s, const char *str,
+                           const char *encoding)
+{
+    if (str == NULL)
+        return weft_stream_end(s, NULL, 0);
+    return with_encoded(s, str, encoding, end_bytes);
+}
+
+/* ---- connect ---------------------------------------------------------- */
+
+static void apply_options(weft_stream *s)
+{
+    if (has(s, F_UNIX) || s->io.fd < 0)
+        return;
+    int on = 1;
+    if (has(s, F_NODELAY))
+        setsockopt(s->io.fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    if (has(s, F_KEEPALIVE)) {
+        setsockopt(s->io.fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        if (s->x != NULL && s->x->keepalive_s > 0) {
+            int idle = (int)s->x->keepalive_s;
+            setsockopt(s->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+                       sizeof(idle));
+        }
+    }
+}
+
+static void connected(weft_stream *s)
+{
+    s->flags &= ~F_CONNECTING;
+    s->flags |= F_CONNECTED;
+    free_connect(s);
+    apply_options(s);
+    touch(s);
+    update_io(s);
+    if (has(s, F_DESTROYED))
+        return;
+    WEFT__EMIT(&s->em, EV_connect, weft_stream_connect_cb, s);
+    if (has(s, F_DESTROYED))
+        return;
+    if (s->wq_head != NULL)
+        flush(s);
+    else if (has(s, F_ENDING))
+        send_fin(s);
+}
+
+/*
+ * Starts one attempt. Returns 0 if it is under way (or done: B_CONNECTED
+ * is deferred), or the error of an attempt that failed at once.
+ */
+static int attempt(weft_stream *s, const struct sockaddr *sa, socklen_t len)
+{
+    connect_req *c = s->x->conn;
+    weft__addr_text(sa, c->where, sizeof(c->where));
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    0);
+    if (fd < 0)
+        return weft__err(errno);
+    if (sa->sa_family == AF_UNIX)
+        s->flags |= F_UNIX;
+    else
+        s->flags &= ~F_UNIX;
+    weft__io_init(&s->io, fd, on_io);
+    int r;
+    do
+        r = connect(fd, sa, len);
+    while (r < 0 && errno == EINTR);
+    if (r == 0) {
+        weft__handle_defer(&s->h, B_CONNECTED);
+        return 0;
+    }
+    int err = weft__err(errno);
+    if (errno == EINPROGRESS) {
+        err = weft__io_set(s->h.loop, &s->io, WEFT__IO_WRITE);
+        if (err == 0)
+            return 0;
+    } else if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+        /* A Unix listener's backlog is full: Linux says EAGAIN where TCP
+         * would retry SYNs; report it as a refusal, as Node does. */
+        err = WEFT_ECONNREFUSED;
+    }
+    weft__io_close(s->h.loop, &s->io);
+    return err;
+}
+
+/* Tries the remaining addresses in order; fails with the last error. */
+static void attempt_next(weft_stream *s)
+{
+    connect_req *c = s->x->conn;
+    while (c->next != NULL) {
+        struct addrinfo *ai = c->next;
+        c->next = ai->ai_next;
+        int err = attempt(s, ai->ai_addr, ai->ai_addrlen);
+        if (err == 0)
+            return;
+        c->last_err = err;
+    }
+    fail(s, c->last_err ? c->last_err : WEFT_ENOTFOUND, "connect", c->where);
+}
+
+static void connect_done(weft_stream *s)
+{
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(s->io.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        soerr = errno;
+    if (soerr == 0) {
+        connected(s);
+        return;
+    }
+    weft__io_close(s->h.loop, &s->io);
+    s->x->conn->last_err = weft__err(soerr);
+    attempt_next(s);
+}
+
+static void resolved(weft__dns_req *req, struct addrinfo *res, int err,
+                     void *ctx)
+{
+    weft_stream *s = ctx;
+    connect_req *c = s->x->conn;
+    WEFT__UNUSED(req);
+    c->dns = NULL;
+    if (err < 0) {
+        fail(s, err, "getaddrinfo", c->host);
+        return;
+    }
+    c->res = c->next = res;
+    attempt_next(s);
+}
+
+static void on_io(weft__io *io, unsigned events)
+{
+    weft_stream *s = WEFT__CONTAINER_OF(io, weft_stream, io);
+    if (has(s, F_CONNECTING)) {
+        connect_done(s);
+        return;
+    }
+    if ((events & WEFT__IO_WRITE) && s->wq_head != NULL) {
+        flush(s);
+        if (has(s, F_DESTROYED))
+            return;
+    }
+    if (events & WEFT__IO_READ)
+        do_read(s);
+}
+
+/* May `s` start a connection now? New, or inside its own 'close'. */
+static int prepare_connect(weft_stream *s)
+{
+    if (has(s, F_CONNECTING | F_CONNECTED))
+        return WEFT_ESTATE;
+    if (has(s, F_DESTROYED) && !has(s, F_IN_CLOSE))
+        return WEFT_ESTATE;
+    if (s->server != NULL)
+        return WEFT_ESTATE;
+    if (extra(s) == NULL)
+        return WEFT_ENOMEM;
+    return 0;
+}
+
+static int start_connect(weft_stream *s, connect_req *c,
+                         const weft__sockaddr *addr)
+{
+    s->flags = (s->flags & F_STICKY) | F_CONNECTING | F_READABLE |
+               F_WRITABLE;
+    s->err = 0;
+    s->bytes_read = s->bytes_written = 0;
+    weft__decoder_init(&s->dec, s->dec.enc);
+    s->x->conn = c;
+    free(s->x->errmsg);
+    s->x->errmsg = NULL;
+    free(s->x->remote);
+    s->x->remote = NULL;
+    weft__handle_start(&s->h);
+    if (addr == NULL)
+        return 0;
+    int err = attempt(s, &addr->u.sa, addr->len);
+    if (err < 0) {
+        c->last_err = err;
+        weft__handle_defer(&s->h, B_FAIL);
+    }
+    return 0;
+}
+
+int weft_stream_connect(weft_stream *s, int port, const char *host)
+{
+    if (s == NULL || port <= 0 || port > 65535)
+        return WEFT_EINVAL;
+    int err = prepare_connect(s);
+    if (err < 0)
+        return err;
+    if (host == NULL || *host == '\0')
+        host = "localhost";
+    size_t hlen = strlen(host);
+    if (hlen > 1024)
+        return WEFT_EINVAL;
+    connect_req *c = calloc(1, sizeof(*c) + hlen + 1);
+    if (c == NULL)
+        return WEFT_ENOMEM;
+    memcpy(c->host, host, hlen + 1);
+    c->port = port;
+    weft__sockaddr addr;
+    if (weft__parse_ip(host, port, &addr))
+        return start_connect(s, c, &addr);
+    err = weft__dns_lookup(s->h.loop, host, port, false, resolved, s,
+                           &c->dns);
+    if (err < 0) {
+        free(c);
+        return err;
+    }
+    return start_connect(s, c, NULL);
+}
+
+int weft_stream_connect_path(weft_stream *s, const char *path)
+{
+    if (s == NULL || path == NULL)
+        return WEFT_EINVAL;
+    weft__sockaddr addr;
+    int err = weft__unix_addr(path, &addr);
+    if (err < 0)
+        return err;
+    err = prepare_connect(s);
+    if (err < 0)
+        return err;
+    connect_req *c = calloc(1, sizeof(*c) + 1);
+    if (c == NULL)
+        return WEFT_ENOMEM;
+    return start_connect(s, c, &addr);
+}
+
+weft_stream *weft_stream_new(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    if (loop == NULL)
+        return NULL;
+    weft_stream *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    weft__handle_init(loop, &s->h, WEFT__STREAM);
+    weft__io_init(&s->io, -1, on_io);
+    return s;
+}
+
+static int create(weft_loop *loop, int port, const char *host,
+                  const char *path, weft_stream **out)
+{
+    if (out == NULL)
+        return WEFT_EINVAL;
+    *out = NULL;
+    weft_stream *s = weft_stream_new(loop);
+    if (s == NULL)
+        return WEFT_ENOMEM;
+    int err = path ? weft_stream_connect_path(s, path)
+                   : weft_stream_connect(s, port, host);
+    if (err < 0) {
+        weft__handle_close(&s->h);
+        return err;
+    }
+    *out = s;
+    return 0;
+}
+
+int weft_create_connection(weft_loop *loop, int port, const char *host,
+                           weft_stream **out)
+{
+    return create(loop, port, host, NULL, out);
+}
+
+int weft_create_connection_path(weft_loop *loop, const char *path,
+                                weft_stream **out)
+{
+    if (path == NULL)
+        return WEFT_EINVAL;
+    return create(loop, 0, NULL, path, out);
+}
+
+/* ---- accepted streams ------------------------------------------------- */
+
+weft_stream *weft__stream_accepted(weft_server *server, int fd,
+                                   bool allow_half_open)
+{
+    weft_stream *s = weft_stream_new(weft_server_loop(server));
+    if (s == NULL)
+        return NULL;
+    weft__io_init(&s->io, fd, on_io);
+    s->flags = F_CONNECTED | F_READABLE | F_WRITABLE;
+    if (allow_half_open)
+        s->flags |= F_HALF_OPEN;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        ss.ss_family == AF_UNIX)
+        s->flags |= F_UNIX;
+    s->server = server;
+    weft__handle_start(&s->h);
+    return s;
+}
+
+void weft__stream_accept_done(weft_stream *s)
+{
+    if (has(s, F_DESTROYED))
+        return;
+    WEFT__EMIT(&s->em, EV_connect, weft_stream_connect_cb, s);
+    if (has(s, F_DESTROYED))
+        return;
+    update_io(s);
+}
+
+/* ---- idle timeout ----------------------------------------------------- */
+
+static void idle_fire(weft__timer *t)
+{
+    stream_extra *x = WEFT__CONTAINER_OF(t, stream_extra, idle);
+    weft_stream *s = x->s;
+    weft_loop *loop = s->h.loop;
+    uint64_t due = x->last_active + x->timeout_ms;
+    if (due > loop->now) {
+        weft__timer_arm(loop, &x->idle, due);
+        return;
+    }
+    s->flags |= F_TIMED_OUT;
+    WEFT__EMIT(&s->em, EV_timeout, weft_stream_timeout_cb, s);
+}
+
+int weft_stream_set_timeout(weft_stream *s, uint64_t ms)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    if (ms == 0) {
+        if (s->x != NULL) {
+            s->x->timeout_ms = 0;
+            weft__timer_disarm(s->h.loop, &s->x->idle);
+        }
+        return 0;
+    }
+    stream_extra *x = extra(s);
+    if (x == NULL)
+        return WEFT_ENOMEM;
+    weft_loop *loop = s->h.loop;
+    weft__loop_update_time(loop);
+    x->idle.fn = idle_fire;
+    x->timeout_ms = ms;
+    x->last_active = loop->now;
+    s->flags &= ~F_TIMED_OUT;
+    if (!has(s, F_DESTROYED)) {
+        weft__timer_arm(loop, &x->idle, loop->now + ms);
+        if (!weft__timer_armed(&x->idle))
+            return WEFT_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- pause, options, properties --------------------------------------- */
+
+void weft_stream_pause(weft_stream *s)
+{
+    if (s == NULL || has(s, F_PAUSED))
+        return;
+    s->flags |= F_PAUSED;
+    update_io(s);
+}
+
+void weft_stream_resume(weft_stream *s)
+{
+    if (s == NULL || !has(s, F_PAUSED))
+        return;
+    s->flags &= ~F_PAUSED;
+    update_io(s);
+}
+
+bool weft_stream_is_paused(const weft_stream *s)
+{
+    return s != NULL && has(s, F_PAUSED);
+}
+
+int weft_stream_set_encoding(weft_stream *s, const char *encoding)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    int enc = weft__enc_parse(encoding);
+    if (enc < 0)
+        return enc;
+    weft__decoder_init(&s->dec, enc);
+    return 0;
+}
+
+int weft_stream_set_no_delay(weft_stream *s, bool no_delay)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    if (no_delay)
+        s->flags |= F_NODELAY;
+    else
+        s->flags &= ~F_NODELAY;
+    if (has(s, F_CONNECTED) && !has(s, F_UNIX)) {
+        int v = no_delay;
+        if (setsockopt(s->io.fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v)) <
+            0)
+            return weft__err(errno);
+    }
+    return 0;
+}
+
+int weft_stream_set_keep_alive(weft_stream *s, bool enable,
+                               uint64_t initial_delay_ms)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    if (enable)
+        s->flags |= F_KEEPALIVE;
+    else
+        s->flags &= ~F_KEEPALIVE;
+    if (initial_delay_ms > 0) {
+        stream_extra *x = extra(s);
+        if (x == NULL)
+            return WEFT_ENOMEM;
+        uint64_t secs = (initial_delay_ms + 999) / 1000;
+        x->keepalive_s = secs > 32767 ? 32767 : (unsigned)secs;
+    }
+    if (!has(s, F_CONNECTED) || has(s, F_UNIX))
+        return 0;
+    int v = enable;
+    if (setsockopt(s->io.fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof(v)) < 0)
+        return weft__err(errno);
+    if (enable && s->x != NULL && s->x->keepalive_s > 0) {
+        int idle = (int)s->x->keepalive_s;
+        if (setsockopt(s->io.fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle,
+                       sizeof(idle)) < 0)
+            return weft__err(errno);
+    }
+    return 0;
+}
+
+void weft_stream_set_allow_half_open(weft_stream *s, bool allow)
+{
+    if (s == NULL)
+        return;
+    if (allow)
+        s->flags |= F_HALF_OPEN;
+    else
+        s->flags &= ~F_HALF_OPEN;
+}
+
+weft_ready_state weft_stream_ready_state(const weft_stream *s)
+{
+    if (s == NULL)
+        return WEFT_CLOSED;
+    if (has(s, F_CONNECTING))
+        return WEFT_OPENING;
+    if (!has(s, F_CONNECTED))
+        return WEFT_CLOSED;
+    bool r = has(s, F_READABLE), w = has(s, F_WRITABLE);
+    if (r && w)
+        return WEFT_OPEN;
+    if (r)
+        return WEFT_READ_ONLY;
+    if (w)
+        return WEFT_WRITE_ONLY;
+    return WEFT_CLOSED;
+}
+
+const char *weft_ready_state_name(weft_ready_state state)
+{
+    switch (state) {
+    case WEFT_CLOSED:
+        return "closed";
+    case WEFT_OPENING:
+        return "opening";
+    case WEFT_OPEN:
+        return "open";
+    case WEFT_READ_ONLY:
+        return "readOnly";
+    case WEFT_WRITE_ONLY:
+        return "writeOnly";
+    }
+    return "closed";
+}
+
+const char *weft_stream_remote_address(weft_stream *s)
+{
+    if (s == NULL)
+        return NULL;
+    if (s->x != NULL && s->x->remote != NULL)
+        return s->x->remote;
+    if (!has(s, F_CONNECTED) || has(s, F_UNIX))
+        return NULL;
+    weft__sockaddr a;
+    a.len = sizeof(a.u.ss);
+    weft_address addr;
+    if (getpeername(s->io.fd, &a.u.sa, &a.len) < 0 ||
+        weft__address_from(&a.u.sa, a.len, &addr) < 0)
+        return NULL;
+    stream_extra *x = extra(s);
+    if (x == NULL || (x->remote = strdup(addr.address)) == NULL)
+        return NULL;
+    x->remote_port = addr.port;
+    return x->remote;
+}
+
+int weft_stream_remote_port(weft_stream *s)
+{
+    if (weft_stream_remote_address(s) == NULL)
+        return -1;
+    return s->x->remote_port;
+}
+
+int weft_stream_address(const weft_stream *s, weft_address *out)
+{
+    if (s == NULL || out == NULL)
+        return WEFT_EINVAL;
+    if (!has(s, F_CONNECTED))
+        return WEFT_ENOTCONN;
+    weft__sockaddr a;
+    a.len = sizeof(a.u.ss);
+    if (getsockname(s->io.fd, &a.u.sa, &a.len) < 0)
+        return weft__err(errno);
+    return weft__address_from(&a.u.sa, a.len, out);
+}
+
+uint64_t weft_stream_bytes_read(const weft_stream *s)
+{
+    return s ? s->bytes_read : 0;
+}
+
+uint64_t weft_stream_bytes_written(const weft_stream *s)
+{
+    return s ? s->bytes_written : 0;
+}
+
+size_t weft_stream_buffer_size(const weft_stream *s)
+{
+    return s ? s->wq_bytes : 0;
+}
+
+weft_server *weft_stream_server(const weft_stream *s)
+{
+    return s ? s->server : NULL;
+}
+
+void weft_stream_ref(weft_stream *s)
+{
+    if (s)
+        weft__handle_ref(&s->h);
+}
+
+void weft_stream_unref(weft_stream *s)
+{
+    if (s)
+        weft__handle_unref(&s->h);
+}
+
+void weft_stream_set_data(weft_stream *s, void *data)
+{
+    if (s)
+        s->data = data;
+}
+
+void *weft_stream_data(const weft_stream *s)
+{
+    return s ? s->data : NULL;
+}
+
+weft_loop *weft_stream_loop(const weft_stream *s)
+{
+    return s ? s->h.loop : NULL;
+}
+
+/* ---- loop hooks ------------------------------------------------------- */
+
+void weft__stream_pending(weft__handle *h, unsigned bits)
+{
+    weft_stream *s = WEFT__CONTAINER_OF(h, weft_stream, h);
+    if ((bits & B_CONNECTED) && has(s, F_CONNECTING))
+        connected(s);
+    if ((bits & B_FAIL) && has(s, F_CONNECTING)) {
+        connect_req *c = s->x->conn;
+        fail(s, c->last_err, "connect", c->where);
+    }
+    if ((bits & B_CLOSE) || (s->h.bits & B_CLOSE)) {
+        s->h.bits &= (uint16_t)~B_CLOSE;
+        emit_close(s);
+    }
+}
+
+void weft__stream_free(weft__handle *h)
+{
+    weft_stream *s = WEFT__CONTAINER_OF(h, weft_stream, h);
+    teardown(s);
+    weft__emitter_free(&s->em);
+    if (s->x != NULL) {
+        free(s->x->errmsg);
+        free(s->x->remote);
+        free(s->x);
+    }
+    free(s);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+#define WEFT_STR_REG_(ev, type)                                                \
+    int weft_stream_on_##ev(weft_stream *s, type cb, void *ctx)                \
+    {                                                                          \
+        if (s == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, false);   \
+    }                                                                          \
+    int weft_stream_once_##ev(weft_stream *s, type cb, void *ctx)              \
+    {                                                                          \
+        if (s == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, true);    \
+    }                                                                          \
+    int weft_stream_off_##ev(weft_stream *s, type cb, void *ctx)               \
+    {                                                                          \
+        if (s == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_remove(&s->em, EV_##ev, (weft__fn)cb, ctx);       \
+    }
+WEFT_STREAM_EVENT_MAP(WEFT_STR_REG_)
+#undef WEFT_STR_REG_

@@ -1,0 +1,124 @@
+#include "testutil.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+weft_loop *tu_loop;
+static int fds_at_start;
+static char log_buf[8192];
+static size_t log_len;
+
+int tu_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+void tu_setup(void)
+{
+    /* Writing to a closed peer must never raise SIGPIPE: keep the default
+     * action so that a missing MSG_NOSIGNAL kills the test. */
+    signal(SIGPIPE, SIG_DFL);
+    tu_log_reset();
+    fds_at_start = tu_fd_count();
+    tu_loop = weft_loop_new();
+    ck_assert_ptr_nonnull(tu_loop);
+}
+
+void tu_teardown(void)
+{
+    ck_assert_int_eq(weft_loop_close(tu_loop), 0);
+    tu_loop = NULL;
+    ck_assert_int_eq(tu_fd_count(), fds_at_start);
+}
+
+static void deadline(weft_timer *t, void *ctx)
+{
+    (void)t;
+    unsigned *ms = ctx;
+    ck_abort_msg("loop still running after %u ms; log: %s", *ms, log_buf);
+}
+
+void tu_run(unsigned ms)
+{
+    static unsigned limit;
+    limit = ms;
+    weft_timer *t = weft_set_timeout(tu_loop, ms, deadline, &limit);
+    ck_assert_ptr_nonnull(t);
+    weft_timer_unref(t);
+    ck_assert_int_eq(weft_loop_run(tu_loop), 0);
+    weft_clear_timer(t);
+    /* Let the close phase free the cleared timer. */
+    weft_loop_run(tu_loop);
+    ck_assert(!weft_loop_alive(tu_loop));
+}
+
+void tu_log(const char *event)
+{
+    size_t n = strlen(event);
+    if (log_len + n + 2 >= sizeof(log_buf))
+        return;
+    if (log_len)
+        log_buf[log_len++] = ',';
+    memcpy(log_buf + log_len, event, n + 1);
+    log_len += n;
+}
+
+void tu_logf(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    tu_log(buf);
+}
+
+const char *tu_log_str(void)
+{
+    return log_buf;
+}
+
+void tu_log_reset(void)
+{
+    log_len = 0;
+    log_buf[0] = '\0';
+}
+
+const char *tu_sock_path(const char *name)
+{
+    static char path[108];
+    snprintf(path, sizeof(path), "/tmp/weft-%d-%s.sock", (int)getpid(), name);
+    unlink(path);
+    return path;
+}
+
+TCase *tu_tcase(const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
+    tcase_set_timeout(tc, 30);
+    return tc;
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,42 @@
+/*
+ * testutil.h - shared helpers for weft's Check suites: a loop per test,
+ * bounded runs, fd-leak checks, an event log to assert order.
+ */
+#ifndef WEFT_TESTUTIL_H
+#define WEFT_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+#include "weft.h"
+
+/* The loop of the running test; made by tu_setup, checked by tu_teardown. */
+extern weft_loop *tu_loop;
+
+/* Check fixture: new loop + fd count; teardown asserts the loop closes
+ * with nothing alive and that no fd leaked. */
+void tu_setup(void);
+void tu_teardown(void);
+
+/* Runs tu_loop to completion; fails the test if it takes over `ms`. */
+void tu_run(unsigned ms);
+
+/* Number of open fds of this process. */
+int tu_fd_count(void);
+
+/* An ordered log of events: tu_log("connect"), then
+ * ck_assert_str_eq(tu_log_str(), "connect,data,end,close"). */
+void tu_log(const char *event);
+void tu_logf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *tu_log_str(void);
+void tu_log_reset(void);
+
+/* A Unix socket path unique to this test process. */
+const char *tu_sock_path(const char *name);
+
+/* Adds a TCase with the standard fixture and a timeout. */
+TCase *tu_tcase(const char *name);
+/* Runs the suite (forked per test) and returns the exit status. */
+int tu_run_suite(Suite *s);
+
+#endif
