@@ -122,3 +122,44 @@ int tu_run_suite(Suite *s)
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
 }
+
+weft_server *tu_server(weft_server_connection_cb cb, void *ctx, int *port)
+{
+    weft_server *srv = weft_create_server(tu_loop, cb, ctx);
+    ck_assert_ptr_nonnull(srv);
+    ck_assert_int_eq(weft_server_listen(srv, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_server_address(srv, &a), 0);
+    *port = a.port;
+    return srv;
+}
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return -1;
+}
+
+int tu_fd_for_ports(int port, int peer_port)
+{
+    for (int fd = 0; fd < 4096; fd++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0 ||
+            port_of(&ss) != port)
+            continue;
+        if (peer_port < 0)
+            return fd;
+        len = sizeof(ss);
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
+            port_of(&ss) == peer_port)
+            return fd;
+    }
+    return -1;
+}

@@ -40,3 +40,11 @@ TCase *tu_tcase(const char *name);
 int tu_run_suite(Suite *s);
 
 #endif
+
+/* A server on 127.0.0.1, port 0; returns its port. */
+weft_server *tu_server(weft_server_connection_cb cb, void *ctx, int *port);
+
+/* The fd of this process whose local TCP port is `port` and whose peer
+ * port is `peer_port` (-1: any), or -1. Lets a test inspect socket
+ * options weft set. */
+int tu_fd_for_ports(int port, int peer_port);
