@@ -274,7 +274,7 @@ int weft__address_from(const struct sockaddr *sa, socklen_t len,
 
 /* Streams accepted by a server (server.c calls stream.c). */
 weft_stream *weft__stream_accepted(weft_server *server, int fd,
-                                   bool allow_half_open);
+                                   bool allow_half_open, bool is_unix);
 /* After the server's 'connection': emits 'connect' and starts reading. */
 void weft__stream_accept_done(weft_stream *stream);
 void weft__server_stream_closed(weft_server *server);

@@ -55,6 +55,7 @@ struct weft_server {
     uint8_t state;
     bool allow_half_open;
     bool unlink_path;
+    bool is_unix; /* accepted streams are Unix sockets */
     int port; /* for a listen that waits on a lookup */
     weft__dns_req *dns;
     char *path;
@@ -138,7 +139,8 @@ static void on_acceptable(weft__io *io, unsigned events)
             close(fd);
             continue;
         }
-        weft_stream *st = weft__stream_accepted(s, fd, s->allow_half_open);
+        weft_stream *st =
+            weft__stream_accepted(s, fd, s->allow_half_open, s->is_unix);
         if (st == NULL) {
             close(fd);
             continue;
@@ -180,6 +182,7 @@ static int open_listener(weft_server *s, const weft__sockaddr *addr)
         weft__io_close(s->h.loop, &s->io);
         return err;
     }
+    s->is_unix = family == AF_UNIX;
     s->state = LISTENING;
     weft__handle_start(&s->h);
     weft__handle_defer(&s->h, BIT_LISTENING);
@@ -303,6 +306,11 @@ int weft_server_listen_fd(weft_server *s, int fd, weft_server_listening_cb cb,
         return weft__err(errno);
     if (!listening)
         return WEFT_EINVAL;
+    struct sockaddr_storage ss;
+    len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return weft__err(errno);
+    s->is_unix = ss.ss_family == AF_UNIX;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
         return weft__err(errno);

@@ -856,7 +856,7 @@ int weft_create_connection_path(weft_loop *loop, const char *path,
 /* ---- accepted streams ------------------------------------------------- */
 
 weft_stream *weft__stream_accepted(weft_server *server, int fd,
-                                   bool allow_half_open)
+                                   bool allow_half_open, bool is_unix)
 {
     weft_stream *s = weft_stream_new(weft_server_loop(server));
     if (s == NULL)
@@ -865,10 +865,7 @@ weft_stream *weft__stream_accepted(weft_server *server, int fd,
     s->flags = F_CONNECTED | F_READABLE | F_WRITABLE;
     if (allow_half_open)
         s->flags |= F_HALF_OPEN;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-        ss.ss_family == AF_UNIX)
+    if (is_unix)
         s->flags |= F_UNIX;
     s->server = server;
     weft__handle_start(&s->h);

@@ -163,3 +163,57 @@ int tu_fd_for_ports(int port, int peer_port)
     }
     return -1;
 }
+
+/* ---- helpers for the socket suites ---------------------------------- */
+
+void tu_fill_random(void *buf, size_t len, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+    unsigned char *p = buf;
+    while (len > 0) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        uint64_t v = x * 0x2545f4914f6cdd1dULL;
+        size_t n = len < 8 ? len : 8;
+        memcpy(p, &v, n);
+        p += n;
+        len -= n;
+    }
+}
+
+uint64_t tu_hash(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+int tu_listen(weft_server *srv, const char *host)
+{
+    ck_assert_ptr_nonnull(srv);
+    ck_assert_int_eq(weft_server_listen(srv, 0, host, NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_server_address(srv, &a), 0);
+    ck_assert_int_gt(a.port, 0);
+    return a.port;
+}
+
+void tu_slog_add(tu_slog *l, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(buf);
+    if (l->len + n + 2 >= sizeof(l->buf))
+        return;
+    if (l->len)
+        l->buf[l->len++] = ',';
+    memcpy(l->buf + l->len, buf, n + 1);
+    l->len += n;
+}

@@ -39,6 +39,29 @@ TCase *tu_tcase(const char *name);
 /* Runs the suite (forked per test) and returns the exit status. */
 int tu_run_suite(Suite *s);
 
+/* ---- helpers for the socket suites (bulk, halfopen, destroy, dns,
+ * interop) ---- */
+
+/* Deterministic pseudo-random bytes (xorshift64*) from `seed`. */
+void tu_fill_random(void *buf, size_t len, uint64_t seed);
+
+/* FNV-1a 64 over `len` bytes, continuing from `h`. */
+#define TU_HASH_INIT 0xcbf29ce484222325ULL
+uint64_t tu_hash(uint64_t h, const void *data, size_t len);
+
+/* Listens `srv` on `host` (an IP literal) port 0 and returns the port;
+ * fails the test on error. 'listening' follows from the loop. */
+int tu_listen(weft_server *srv, const char *host);
+
+/* A second, per-object event log, for when two sides each need their own
+ * order: tu_slog_add(&client, "end"), then compare client.buf. */
+typedef struct tu_slog {
+    char buf[2048];
+    size_t len;
+} tu_slog;
+void tu_slog_add(tu_slog *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif
 
 /* A server on 127.0.0.1, port 0; returns its port. */
