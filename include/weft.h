@@ -9,6 +9,7 @@
  *   4. server        net.createServer / net.Server
  *   5. stream        net.createConnection / net.Stream
  *   6. addresses     net.isIP / isIPv4 / isIPv6
+ *   7. TLS           credentials, setSecure, verifyPeer, getPeerCertificate
  *
  * Conventions (see docs/design.md):
  *   - Functions returning int give 0 (or a count / a boolean) on success
@@ -95,7 +96,9 @@ extern "C" {
     X(ENOTRUNNING, -3005, "server is not running")                             \
     X(ESTATE, -3006, "operation not allowed in this state")                   \
     X(EENCODING, -3007, "unknown encoding")                                    \
-    X(ETLS, -3008, "TLS error")
+    X(ETLS, -3008, "TLS error")                                                \
+    X(ECERT, -3009, "peer certificate rejected")                              \
+    X(ETLSTRUNC, -3010, "TLS stream truncated without close_notify")
 
 enum {
 #define WEFT_ERR_ENUM_(name, value, msg) WEFT_##name = (value),
@@ -522,6 +525,123 @@ WEFT_STREAM_EVENT_MAP(WEFT_STREAM_EVENT_DECL_)
 WEFT_EXTERN int weft_is_ip(const char *input);
 WEFT_EXTERN bool weft_is_ipv4(const char *input);
 WEFT_EXTERN bool weft_is_ipv6(const char *input);
+
+/* ------------------------------------------------------------------ */
+/* 7. TLS (setSecure, verifyPeer, getPeerCertificate), OpenSSL 3       */
+/* ------------------------------------------------------------------ */
+
+typedef struct weft_credentials weft_credentials;
+
+enum weft_tls_flags {
+    /* Client: finish the handshake even if the server's certificate does
+     * not verify (Node's rejectUnauthorized: false); verifyPeer() and
+     * weft_stream_verify_error() then tell. Default: such a handshake
+     * fails with 'error' WEFT_ECERT. */
+    WEFT_TLS_NO_REJECT = 1 << 0,
+    /* Client: do not check that the certificate names the host that was
+     * connected to (on by default, as in modern Node). */
+    WEFT_TLS_NO_HOSTNAME_CHECK = 1 << 1,
+    /* Server with CA certificates: fail the handshake unless the client
+     * presents a certificate that verifies. Default: request only, as the
+     * seed says, and let verifyPeer() tell. */
+    WEFT_TLS_REQUIRE_PEER_CERT = 1 << 2,
+    /* Do not load the system's default CA store (clients load it when no
+     * CA is given). */
+    WEFT_TLS_NO_SYSTEM_CA = 1 << 3,
+};
+
+enum weft_tls_version { WEFT_TLS1_2 = 0x0303, WEFT_TLS1_3 = 0x0304 };
+
+/*
+ * What crypto.createCredentials() took. Each PEM input is either a file
+ * (`*_file`) or the PEM text in memory (`*_pem`), not both. All strings
+ * are copied; the struct may be freed after weft_credentials_new().
+ */
+typedef struct weft_credentials_options {
+    const char *key_file, *key_pem;   /* private key (may be encrypted) */
+    const char *cert_file, *cert_pem; /* certificate, then its chain */
+    const char *ca_file, *ca_pem;     /* trusted CA certificates */
+    const char *passphrase;           /* for an encrypted key */
+    const char *ciphers;      /* TLS 1.2 cipher list, OpenSSL syntax */
+    const char *ciphersuites; /* TLS 1.3 suites, OpenSSL syntax */
+    int min_version;          /* 0 or WEFT_TLS1_2: TLS 1.2; WEFT_TLS1_3 */
+    const char *alpn;         /* protocols by preference: "h2,http/1.1" */
+    unsigned flags;           /* enum weft_tls_flags */
+} weft_credentials_options;
+
+/*
+ * Credentials for servers (`is_server`) or clients. NULL `opts` gives a
+ * client with the system's CA store. Returns NULL and sets *err
+ * (WEFT_ETLS with a reason in `errbuf`, WEFT_ENOENT, WEFT_EINVAL, ...) on
+ * failure; `errbuf` may be NULL. The result has one reference.
+ */
+WEFT_EXTERN weft_credentials *
+weft_credentials_new(const weft_credentials_options *opts, bool is_server,
+                     int *err, char *errbuf, size_t errbuf_size);
+/* Streams hold their own reference; drop yours when done. */
+WEFT_EXTERN weft_credentials *weft_credentials_ref(weft_credentials *c);
+WEFT_EXTERN void weft_credentials_unref(weft_credentials *c);
+
+/*
+ * SNI on a server: a client asking for `servername` gets `creds` (which
+ * gains a reference) instead of the server credentials. "*.example.com"
+ * matches one label. WEFT_EINVAL if `server` is not server credentials.
+ */
+WEFT_EXTERN int weft_credentials_add_sni(weft_credentials *server,
+                                         const char *servername,
+                                         weft_credentials *creds);
+
+/*
+ * stream.setSecure([credentials]): TLS on this stream. On an accepted
+ * stream (server side) `creds` must be server credentials; on a client
+ * stream NULL means default client credentials. Legal before the stream
+ * connects (the handshake starts on connect) or once it is open, before
+ * any data was read. 'secure' is emitted when the handshake completes;
+ * 'data' then carries plaintext, and write/end/pause/resume/setTimeout/
+ * 'drain' work as on a plain stream (end() sends close_notify). A
+ * handshake or certificate failure gives 'error' (WEFT_ETLS, WEFT_ECERT)
+ * with OpenSSL's reason in the message, then 'close'(true).
+ */
+WEFT_EXTERN int weft_stream_set_secure(weft_stream *stream,
+                                       weft_credentials *creds);
+
+/* The name a client sends as SNI and checks the certificate against
+ * (default: the host given to connect()). Call before the handshake. */
+WEFT_EXTERN int weft_stream_set_servername(weft_stream *stream,
+                                           const char *servername);
+
+/*
+ * stream.verifyPeer(): true only if the peer presented a certificate that
+ * chains to a trusted CA, is within its validity period, and (client
+ * side, unless WEFT_TLS_NO_HOSTNAME_CHECK) names the host connected to.
+ */
+WEFT_EXTERN bool weft_stream_verify_peer(weft_stream *stream);
+
+/* Why verifyPeer() is false, in Node's words ("CERT_HAS_EXPIRED",
+ * "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT",
+ * "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "NO_PEER_CERTIFICATE"), or NULL. */
+WEFT_EXTERN const char *weft_stream_verify_error(weft_stream *stream);
+
+/* stream.getPeerCertificate(), with what modern Node adds. */
+typedef struct weft_certificate {
+    char subject[256];        /* "CN=localhost,O=weft test" */
+    char issuer[256];
+    char valid_from[32];      /* "Nov 25 13:00:00 2026 GMT" */
+    char valid_to[32];
+    char fingerprint256[100]; /* "AB:CD:..." SHA-256 of the DER */
+    char serial_number[80];   /* upper-case hex */
+    char subjectaltname[512]; /* "DNS:localhost, IP Address:127.0.0.1" */
+} weft_certificate;
+
+/* WEFT_ENOENT if the peer sent no certificate, WEFT_ESTATE before
+ * 'secure' or on a plain stream. */
+WEFT_EXTERN int weft_stream_get_peer_certificate(weft_stream *stream,
+                                                 weft_certificate *out);
+
+/* The ALPN protocol agreed on, or NULL. */
+WEFT_EXTERN const char *weft_stream_alpn_protocol(weft_stream *stream);
+/* "TLSv1.3", "TLSv1.2", or NULL on a plain stream. */
+WEFT_EXTERN const char *weft_stream_tls_version(weft_stream *stream);
 
 #ifdef __cplusplus
 }
