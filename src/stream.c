@@ -24,6 +24,7 @@
  * freed after its 'close' unless a 'close' listener connected it again.
  */
 #include "internal.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -71,16 +72,27 @@ enum stream_flag {
     F_IN_CLOSE = 1u << 14, /* 'close' listeners running: connect() ok */
     F_UNIX = 1u << 15,
     F_TIMED_OUT = 1u << 16, /* 'timeout' fired; re-armed on activity */
+    F_TLS_WANTED = 1u << 17, /* setSecure() before connect */
+    F_HANDSHAKING = 1u << 18,
+    F_SECURE = 1u << 19, /* handshake done: 'secure' emitted */
 };
 
 /* Options that survive a reconnect of the same stream. */
-#define F_STICKY (F_HALF_OPEN | F_NODELAY | F_KEEPALIVE)
+#define F_STICKY (F_HALF_OPEN | F_NODELAY | F_KEEPALIVE | F_TLS_WANTED)
 
 enum stream_bits {
     B_CONNECTED = 1, /* connect() succeeded at once */
     B_FAIL = 2,      /* connect() failed at once */
     B_CLOSE = 4,     /* emit [error,] close */
+    B_HANDSHAKE = 8, /* start or continue the TLS handshake */
+    B_READ = 16,     /* TLS holds plaintext the fd will not announce */
 };
+
+/*
+ * TLS records read per readable event (each up to 16 KiB). Past this the
+ * stream reads again from the pending phase rather than starving others.
+ */
+#define TLS_READ_BUDGET 16
 
 enum stream_event {
 #define WEFT_STR_EV_(ev, type) EV_##ev,
@@ -118,6 +130,8 @@ typedef struct stream_extra {
     char *remote;
     int remote_port;
     unsigned keepalive_s;
+    weft_credentials *creds; /* TLS: held from setSecure() to teardown */
+    char *servername;        /* TLS client: SNI and hostname check */
 } stream_extra;
 
 struct weft_stream {
@@ -132,10 +146,18 @@ struct weft_stream {
     size_t wq_bytes;
     uint64_t bytes_read, bytes_written;
     stream_extra *x;
+    weft__tls *tls;
+    /*
+     * Readiness each side waits for. Plain: READ and WRITE. Under TLS a
+     * read may need the socket writable and a write may need it
+     * readable (tls.h), and the handshake needs whatever OpenSSL asks.
+     */
+    uint8_t rwant, wwant, hswant;
     weft__decoder dec;
 };
 
 static void on_io(weft__io *io, unsigned events);
+static void drive_handshake(weft_stream *s);
 static void flush(weft_stream *s);
 static void teardown(weft_stream *s);
 
@@ -231,6 +253,18 @@ static void teardown(weft_stream *s)
     s->flags &= ~(F_CONNECTING | F_CONNECTED | F_READABLE | F_WRITABLE |
                   F_ENDING | F_NEED_DRAIN);
     free_connect(s);
+    if (s->tls != NULL) {
+        weft__tls_free(s->tls);
+        s->tls = NULL;
+    }
+    s->flags &= ~(F_TLS_WANTED | F_HANDSHAKING | F_SECURE);
+    if (s->x != NULL) {
+        if (s->x->creds != NULL)
+            weft_credentials_unref(s->x->creds);
+        s->x->creds = NULL;
+        free(s->x->servername);
+        s->x->servername = NULL;
+    }
     weft__io_close(s->h.loop, &s->io);
     free_queue(s);
     if (s->x != NULL)
@@ -276,6 +310,14 @@ static void maybe_finish(weft_stream *s)
 static void send_fin(weft_stream *s)
 {
     s->flags &= ~F_ENDING;
+    if (s->tls != NULL) {
+        /* close_notify first, so the peer can tell our end from a cut. */
+        int err = weft__tls_shutdown(s->tls);
+        if (err < 0) {
+            fail(s, err, "write", weft__tls_error(s->tls));
+            return;
+        }
+    }
     if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
         fail(s, weft__err(errno), "shutdown", NULL);
         return;
@@ -336,13 +378,33 @@ static void on_eof(weft_stream *s)
         maybe_finish(s);
 }
 
+/* One read through the transport: bytes, 0 at a clean end, or -errno /
+ * WEFT_EAGAIN (with the wait recorded in rwant). */
+static ssize_t transport_read(weft_stream *s, char *buf, size_t len)
+{
+    if (s->tls != NULL) {
+        unsigned want = 0;
+        ssize_t n = weft__tls_read(s->tls, buf, len, &want);
+        if (n == WEFT_EAGAIN)
+            s->rwant = (uint8_t)want;
+        return n;
+    }
+    ssize_t n = read(s->io.fd, buf, len);
+    if (n >= 0)
+        return n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WEFT_EAGAIN;
+    return errno == EINTR ? WEFT_EINTR : weft__err(errno);
+}
+
 static void do_read(weft_stream *s)
 {
     weft_loop *loop = s->h.loop;
-    for (int i = 0; i < READ_BUDGET; i++) {
+    int budget = s->tls ? TLS_READ_BUDGET : READ_BUDGET;
+    for (int i = 0; i < budget; i++) {
         if (!has(s, F_READABLE) || has(s, F_PAUSED | F_DESTROYED))
             return;
-        ssize_t n = read(s->io.fd, loop->rbuf, WEFT__READ_BUF);
+        ssize_t n = transport_read(s, loop->rbuf, WEFT__READ_BUF);
         if (n > 0) {
             s->bytes_read += (uint64_t)n;
             touch(s);
@@ -352,7 +414,7 @@ static void do_read(weft_stream *s)
             } else {
                 emit_decoded(s, loop->rbuf, (size_t)n, false);
             }
-            if (n < WEFT__READ_BUF)
+            if (n < WEFT__READ_BUF && s->tls == NULL)
                 return;
             continue;
         }
@@ -360,13 +422,19 @@ static void do_read(weft_stream *s)
             on_eof(s);
             return;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        if (n == WEFT_EAGAIN) {
+            update_io(s);
             return;
-        if (errno == EINTR)
+        }
+        if (n == WEFT_EINTR)
             continue;
-        fail(s, weft__err(errno), "read", NULL);
+        fail(s, (int)n, "read", s->tls ? weft__tls_error(s->tls) : NULL);
         return;
     }
+    /* Budget spent: plaintext OpenSSL already holds will not make the fd
+     * readable again, so come back for it from the pending phase. */
+    if (s->tls != NULL && weft__tls_pending(s->tls))
+        weft__handle_defer(&s->h, B_READ);
 }
 
 /* ---- the write path -------------------------------------------------- */
@@ -378,11 +446,13 @@ static void update_io(weft_stream *s)
     unsigned want = 0;
     if (has(s, F_CONNECTING)) {
         want = WEFT__IO_WRITE;
+    } else if (has(s, F_HANDSHAKING)) {
+        want = s->hswant;
     } else if (has(s, F_CONNECTED)) {
         if (has(s, F_READABLE) && !has(s, F_PAUSED))
-            want |= WEFT__IO_READ;
+            want |= s->rwant;
         if (s->wq_head != NULL)
-            want |= WEFT__IO_WRITE;
+            want |= s->wwant;
     }
     int err = weft__io_set(s->h.loop, &s->io, want);
     if (err < 0)
@@ -435,9 +505,35 @@ static void consume(weft_stream *s, size_t n)
 }
 
 /* Writes as much of the queue as the kernel takes, then drain and FIN. */
-static void flush(weft_stream *s)
+/* TLS has no writev: records are written one chunk at a time. */
+static bool flush_tls(weft_stream *s)
 {
     while (s->wq_head != NULL) {
+        chunk *c = s->wq_head;
+        unsigned want = 0;
+        ssize_t w = weft__tls_write(s->tls, c->data + c->off, c->len - c->off,
+                                    &want);
+        if (w == WEFT_EAGAIN) {
+            s->wwant = (uint8_t)want;
+            return true;
+        }
+        if (w < 0) {
+            fail(s, (int)w, "write", weft__tls_error(s->tls));
+            return false;
+        }
+        s->wwant = WEFT__IO_WRITE;
+        s->bytes_written += (uint64_t)w;
+        touch(s);
+        consume(s, (size_t)w);
+    }
+    return true;
+}
+
+static void flush(weft_stream *s)
+{
+    if (s->tls != NULL && !flush_tls(s))
+        return;
+    while (s->tls == NULL && s->wq_head != NULL) {
         struct iovec iov[WRITE_IOV];
         int n = 0;
         size_t total = 0;
@@ -486,7 +582,7 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
         return has(s, F_ENDING | F_FIN_SENT) ? WEFT_EWRITEAFTEREND
                                              : WEFT_ESTATE;
     }
-    if (has(s, F_CONNECTING) || s->wq_head != NULL) {
+    if (has(s, F_CONNECTING | F_HANDSHAKING) || s->wq_head != NULL) {
         if (len > 0 && enqueue(s, data, len) < 0)
             return WEFT_ENOMEM;
         s->flags |= F_NEED_DRAIN;
@@ -494,13 +590,26 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
     }
     if (len == 0)
         return 1;
-    ssize_t w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            fail(s, weft__err(errno), "write", NULL);
+    ssize_t w;
+    if (s->tls != NULL) {
+        unsigned want = 0;
+        w = weft__tls_write(s->tls, data, len, &want);
+        if (w == WEFT_EAGAIN) {
+            s->wwant = (uint8_t)want;
+            w = 0;
+        } else if (w < 0) {
+            fail(s, (int)w, "write", weft__tls_error(s->tls));
             return 0;
         }
-        w = 0;
+    } else {
+        w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                fail(s, weft__err(errno), "write", NULL);
+                return 0;
+            }
+            w = 0;
+        }
     }
     s->bytes_written += (uint64_t)w;
     touch(s);
@@ -567,7 +676,7 @@ int weft_stream_end(weft_stream *s, const void *data, size_t len)
     }
     s->flags &= ~F_WRITABLE;
     s->flags |= F_ENDING;
-    if (has(s, F_CONNECTED) && s->wq_head == NULL)
+    if (has(s, F_CONNECTED) && !has(s, F_HANDSHAKING) && s->wq_head == NULL)
         send_fin(s);
     return 0;
 }
@@ -604,18 +713,28 @@ static void apply_options(weft_stream *s)
     }
 }
 
+static void start_tls(weft_stream *s);
+
 static void connected(weft_stream *s)
 {
     s->flags &= ~F_CONNECTING;
     s->flags |= F_CONNECTED;
+    stream_extra *x = s->x;
+    /* A TLS client names the host it dialled (SNI, hostname check);
+     * setSecure() may come later, so keep the name now. */
+    if (!has(s, F_UNIX) && x->servername == NULL && x->conn != NULL &&
+        x->conn->host[0] != '\0')
+        x->servername = strdup(x->conn->host);
     free_connect(s);
     apply_options(s);
     touch(s);
+    if (has(s, F_TLS_WANTED))
+        start_tls(s);
     update_io(s);
     if (has(s, F_DESTROYED))
         return;
     WEFT__EMIT(&s->em, EV_connect, weft_stream_connect_cb, s);
-    if (has(s, F_DESTROYED))
+    if (has(s, F_DESTROYED) || has(s, F_HANDSHAKING))
         return;
     if (s->wq_head != NULL)
         flush(s);
@@ -714,12 +833,16 @@ static void on_io(weft__io *io, unsigned events)
         connect_done(s);
         return;
     }
-    if ((events & WEFT__IO_WRITE) && s->wq_head != NULL) {
+    if (has(s, F_HANDSHAKING)) {
+        drive_handshake(s);
+        return;
+    }
+    if ((events & s->wwant) && s->wq_head != NULL) {
         flush(s);
         if (has(s, F_DESTROYED))
             return;
     }
-    if (events & WEFT__IO_READ)
+    if (events & s->rwant)
         do_read(s);
 }
 
@@ -742,6 +865,8 @@ static int start_connect(weft_stream *s, connect_req *c,
 {
     s->flags = (s->flags & F_STICKY) | F_CONNECTING | F_READABLE |
                F_WRITABLE;
+    s->rwant = WEFT__IO_READ;
+    s->wwant = WEFT__IO_WRITE;
     s->err = 0;
     s->bytes_read = s->bytes_written = 0;
     weft__decoder_init(&s->dec, s->dec.enc);
@@ -817,6 +942,8 @@ weft_stream *weft_stream_new(weft_loop *loop)
         return NULL;
     weft__handle_init(loop, &s->h, WEFT__STREAM);
     weft__io_init(&s->io, -1, on_io);
+    s->rwant = WEFT__IO_READ;
+    s->wwant = WEFT__IO_WRITE;
     return s;
 }
 
@@ -942,6 +1069,8 @@ void weft_stream_resume(weft_stream *s)
         return;
     s->flags &= ~F_PAUSED;
     update_io(s);
+    if (s->tls != NULL && weft__tls_pending(s->tls))
+        weft__handle_defer(&s->h, B_READ);
 }
 
 bool weft_stream_is_paused(const weft_stream *s)
@@ -1141,6 +1270,153 @@ weft_loop *weft_stream_loop(const weft_stream *s)
     return s ? s->h.loop : NULL;
 }
 
+/* ---- TLS --------------------------------------------------------------- */
+
+/*
+ * Handshake states:
+ *
+ *   setSecure() ─► TLS_WANTED ─connect─► HANDSHAKING ─done─► SECURE
+ *   (open stream) ───────────────────────┘      │ 'secure', then queued
+ *                                               │ writes and a pending
+ *                                               │ end() go out
+ *                                               └─fail─► 'error', 'close'
+ *
+ * While HANDSHAKING, writes queue as while connecting, and readiness of
+ * either kind drives the handshake (OpenSSL says which it needs next).
+ */
+static void drive_handshake(weft_stream *s)
+{
+    unsigned want = 0;
+    int r = weft__tls_handshake(s->tls, &want);
+    if (r == WEFT_EAGAIN) {
+        s->hswant = (uint8_t)(want ? want : WEFT__IO_READ);
+        update_io(s);
+        return;
+    }
+    if (r < 0) {
+        fail(s, r, "handshake", weft__tls_error(s->tls));
+        return;
+    }
+    s->flags &= ~F_HANDSHAKING;
+    s->flags |= F_SECURE;
+    s->rwant = WEFT__IO_READ;
+    s->wwant = WEFT__IO_WRITE;
+    touch(s);
+    update_io(s);
+    if (has(s, F_DESTROYED))
+        return;
+    WEFT__EMIT(&s->em, EV_secure, weft_stream_secure_cb, s);
+    if (has(s, F_DESTROYED))
+        return;
+    if (s->wq_head != NULL)
+        flush(s);
+    else if (has(s, F_ENDING))
+        send_fin(s);
+    /* Application data may have arrived with the handshake's last flight
+     * and already sit decrypted inside OpenSSL. */
+    if (!has(s, F_DESTROYED) && weft__tls_pending(s->tls))
+        weft__handle_defer(&s->h, B_READ);
+}
+
+static void start_tls(weft_stream *s)
+{
+    s->flags &= ~F_TLS_WANTED;
+    int err = weft__tls_new(s->x->creds, s->io.fd, s->server != NULL,
+                            s->server ? NULL : s->x->servername, &s->tls);
+    if (err < 0) {
+        fail(s, err, "setSecure", NULL);
+        return;
+    }
+    s->flags |= F_HANDSHAKING;
+    s->hswant = s->server ? WEFT__IO_READ : WEFT__IO_WRITE;
+    /* The first step runs from the loop, never inside the caller. */
+    weft__handle_defer(&s->h, B_HANDSHAKE);
+}
+
+int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED) ||
+        s->bytes_read > 0)
+        return WEFT_ESTATE;
+    bool server_side = s->server != NULL;
+    stream_extra *x = extra(s);
+    if (x == NULL)
+        return WEFT_ENOMEM;
+    if (creds == NULL) {
+        if (server_side)
+            return WEFT_EINVAL;
+        int err = 0;
+        creds = weft_credentials_new(NULL, false, &err, NULL, 0);
+        if (creds == NULL)
+            return err ? err : WEFT_ENOMEM;
+    } else {
+        if (weft__tls_is_server_creds(creds) != server_side)
+            return WEFT_EINVAL;
+        weft_credentials_ref(creds);
+    }
+    x->creds = creds;
+    if (has(s, F_CONNECTED))
+        start_tls(s);
+    else
+        s->flags |= F_TLS_WANTED;
+    return 0;
+}
+
+int weft_stream_set_servername(weft_stream *s, const char *servername)
+{
+    if (s == NULL || servername == NULL)
+        return WEFT_EINVAL;
+    if (s->tls != NULL || s->server != NULL)
+        return WEFT_ESTATE;
+    stream_extra *x = extra(s);
+    char *copy = strdup(servername);
+    if (x == NULL || copy == NULL) {
+        free(copy);
+        return WEFT_ENOMEM;
+    }
+    free(x->servername);
+    x->servername = copy;
+    return 0;
+}
+
+bool weft_stream_verify_peer(weft_stream *s)
+{
+    return s != NULL && s->tls != NULL && has(s, F_SECURE) &&
+           weft__tls_verify_peer(s->tls);
+}
+
+const char *weft_stream_verify_error(weft_stream *s)
+{
+    if (s == NULL || s->tls == NULL || !has(s, F_SECURE))
+        return NULL;
+    return weft__tls_verify_error(s->tls);
+}
+
+int weft_stream_get_peer_certificate(weft_stream *s, weft_certificate *out)
+{
+    if (s == NULL || out == NULL)
+        return WEFT_EINVAL;
+    if (s->tls == NULL || !has(s, F_SECURE))
+        return WEFT_ESTATE;
+    return weft__tls_peer_certificate(s->tls, out);
+}
+
+const char *weft_stream_alpn_protocol(weft_stream *s)
+{
+    if (s == NULL || s->tls == NULL || !has(s, F_SECURE))
+        return NULL;
+    return weft__tls_alpn(s->tls);
+}
+
+const char *weft_stream_tls_version(weft_stream *s)
+{
+    if (s == NULL || s->tls == NULL || !has(s, F_SECURE))
+        return NULL;
+    return weft__tls_version(s->tls);
+}
+
 /* ---- loop hooks ------------------------------------------------------- */
 
 void weft__stream_pending(weft__handle *h, unsigned bits)
@@ -1152,6 +1428,10 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
         connect_req *c = s->x->conn;
         fail(s, c->last_err, "connect", c->where);
     }
+    if ((bits & B_HANDSHAKE) && has(s, F_HANDSHAKING))
+        drive_handshake(s);
+    if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
+        do_read(s);
     if ((bits & B_CLOSE) || (s->h.bits & B_CLOSE)) {
         s->h.bits &= (uint16_t)~B_CLOSE;
         emit_close(s);
@@ -1166,6 +1446,7 @@ void weft__stream_free(weft__handle *h)
     if (s->x != NULL) {
         free(s->x->errmsg);
         free(s->x->remote);
+        free(s->x->servername);
         free(s->x);
     }
     free(s);
