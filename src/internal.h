@@ -217,6 +217,7 @@ struct weft_loop {
     weft__qnode pending;
     weft__handle *closing;
     bool running, stop;
+    uint64_t turns; /* loop iterations, for tests that check for spinning */
     char *rbuf;           /* WEFT__READ_BUF + 1 */
     char *dbuf;           /* decoder output, allocated on first use */
     size_t dbuf_size;

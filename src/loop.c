@@ -235,6 +235,7 @@ int weft_loop_run(weft_loop *loop)
     loop->stop = false;
     weft__loop_update_time(loop);
     while (!loop->stop && weft_loop_alive(loop)) {
+        loop->turns++;
         weft__timers_run(loop);
         run_pending(loop);
         int timeout = weft__timers_timeout(loop);
