@@ -28,8 +28,9 @@ int weft__emitter_add(weft__emitter *em, int event, weft__fn fn, void *ctx,
     if (em->dirty && em->depth == 0)
         compact(em);
     if (em->n == em->cap) {
-        /* Most objects carry one to four listeners: start small. */
-        uint32_t cap = em->cap ? (uint32_t)em->cap * 2 : 4;
+        /* Most objects carry one to a few listeners, and an idle
+         * connection should cost little (decision 4): grow from one. */
+        uint32_t cap = em->cap ? (uint32_t)em->cap * 2 : 1;
         if (cap > UINT16_MAX)
             return WEFT_ENOMEM;
         weft__listener *v = realloc(em->v, cap * sizeof(*v));
