@@ -56,7 +56,8 @@ struct weft_server {
     bool allow_half_open;
     bool unlink_path;
     bool is_unix; /* accepted streams are Unix sockets */
-    int port; /* for a listen that waits on a lookup */
+    int port;   /* for a listen that waits on a lookup */
+    char *host; /* the name being looked up, for messages */
     weft__dns_req *dns;
     char *path;
     int err; /* the async error waiting to be emitted */
@@ -218,7 +219,9 @@ static void listen_resolved(weft__dns_req *req, struct addrinfo *res, int err,
     weft__handle_stop(&s->h);
     const char *what = "getaddrinfo";
     char where[128];
-    snprintf(where, sizeof(where), "%d", s->port);
+    snprintf(where, sizeof(where), "%s", s->host ? s->host : "?");
+    free(s->host);
+    s->host = NULL;
     for (struct addrinfo *ai = res; err == 0 && ai != NULL; ai = ai->ai_next) {
         weft__sockaddr addr;
         memcpy(&addr.u.ss, ai->ai_addr, ai->ai_addrlen);
@@ -263,6 +266,7 @@ int weft_server_listen(weft_server *s, int port, const char *host,
         return err;
     }
     s->port = port;
+    s->host = strdup(host);
     s->state = RESOLVING;
     weft__handle_start(&s->h);
     return 0;
@@ -385,6 +389,7 @@ void weft__server_free(weft__handle *h)
     stop_listening(s);
     weft__emitter_free(&s->em);
     free(s->path);
+    free(s->host);
     free(s);
 }
 

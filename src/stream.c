@@ -250,8 +250,10 @@ static void free_connect(weft_stream *s)
 static void teardown(weft_stream *s)
 {
     s->flags |= F_DESTROYED;
+    /* F_ENDING and F_FIN_SENT stay: a write after end() is reported as
+     * such even once the stream has closed, as Node does. */
     s->flags &= ~(F_CONNECTING | F_CONNECTED | F_READABLE | F_WRITABLE |
-                  F_ENDING | F_NEED_DRAIN);
+                  F_NEED_DRAIN);
     free_connect(s);
     if (s->tls != NULL) {
         weft__tls_free(s->tls);
@@ -576,12 +578,9 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
 {
     if (s == NULL || (data == NULL && len > 0))
         return WEFT_EINVAL;
-    if (!has(s, F_WRITABLE)) {
-        if (has(s, F_DESTROYED))
-            return WEFT_ESTATE;
+    if (!has(s, F_WRITABLE))
         return has(s, F_ENDING | F_FIN_SENT) ? WEFT_EWRITEAFTEREND
                                              : WEFT_ESTATE;
-    }
     if (has(s, F_CONNECTING | F_HANDSHAKING) || s->wq_head != NULL) {
         if (len > 0 && enqueue(s, data, len) < 0)
             return WEFT_ENOMEM;
@@ -660,12 +659,11 @@ int weft_stream_end(weft_stream *s, const void *data, size_t len)
 {
     if (s == NULL || (data == NULL && len > 0))
         return WEFT_EINVAL;
-    if (has(s, F_DESTROYED))
-        return 0;
     if (!has(s, F_WRITABLE)) {
-        if (len > 0 && has(s, F_ENDING | F_FIN_SENT))
-            return WEFT_EWRITEAFTEREND;
-        return has(s, F_ENDING | F_FIN_SENT) ? 0 : WEFT_ESTATE;
+        if (has(s, F_ENDING | F_FIN_SENT))
+            return len > 0 ? WEFT_EWRITEAFTEREND : 0;
+        /* Destroyed without end(): nothing to do, as Node. */
+        return has(s, F_DESTROYED) ? 0 : WEFT_ESTATE;
     }
     if (len > 0) {
         int r = weft_stream_write(s, data, len);
