@@ -27,7 +27,7 @@ test: deps
 valgrind: deps
 	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-vg -j $(JOBS)
-	cd build-vg && WEFT_VALGRIND=1 ctest --output-on-failure -T memcheck
+	scripts/valgrind-suite build-vg
 
 fuzz:
 	@scripts/install-deps --fuzz
