@@ -80,6 +80,7 @@ extern "C" {
     X(ENETUNREACH, -ENETUNREACH, "network is unreachable")                     \
     X(ENFILE, -ENFILE, "file table overflow")                                  \
     X(ENOBUFS, -ENOBUFS, "no buffer space available")                          \
+    X(ENOSPC, -ENOSPC, "no space left on device")                              \
     X(ENOENT, -ENOENT, "no such file or directory")                            \
     X(ENOMEM, -ENOMEM, "not enough memory")                                    \
     X(ENOTCONN, -ENOTCONN, "socket is not connected")                          \

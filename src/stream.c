@@ -564,7 +564,9 @@ static void flush(weft_stream *s)
     update_io(s);
     if (s->wq_head != NULL || has(s, F_DESTROYED))
         return;
-    if (has(s, F_NEED_DRAIN)) {
+    /* As Node: no 'drain' once end() was called; nothing more can be
+     * written, so there is nothing to resume. */
+    if (has(s, F_NEED_DRAIN) && !has(s, F_ENDING | F_FIN_SENT)) {
         s->flags &= ~F_NEED_DRAIN;
         WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
         if (has(s, F_DESTROYED) || s->wq_head != NULL)

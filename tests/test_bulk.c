@@ -30,7 +30,7 @@ typedef struct reader {
     uint64_t hash;
     unsigned chunks;
     unsigned data_while_paused;
-    bool slow;       /* pause on each chunk */
+    bool slow;           /* pause on each chunk */
     unsigned char *keep; /* if set, the bytes are copied here */
     size_t keep_cap;
     size_t got_at_end; /* bytes seen when 'end' came, or SIZE_MAX */
@@ -104,8 +104,8 @@ static void reader_init(reader *r, weft_stream *s, bool slow)
 typedef struct writer {
     const unsigned char *payload;
     size_t len;
-    bool end_at_once;     /* end() right after write() */
-    bool end_with_data;   /* end(payload) instead of write + end */
+    bool end_at_once;   /* end() right after write() */
+    bool end_with_data; /* end(payload) instead of write + end */
     int write_ret;
     size_t queued_after_write;
     unsigned drains;
@@ -185,8 +185,7 @@ static void run_transfer(writer *w, reader *r, bool slow, const char *path)
         ck_assert_int_eq(weft_create_connection_path(tu_loop, path, &c), 0);
     } else {
         int port = tu_listen(srv, "127.0.0.1");
-        ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1",
-                                                &c),
+        ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
                          0);
     }
     reader_init(r, c, slow);
@@ -260,8 +259,7 @@ START_TEST(data_written_just_before_end_is_never_lost)
     ck_assert_int_eq(w.write_ret, 0);
     ck_assert_uint_gt(w.queued_after_write, 0); /* end() met a full queue */
     ck_assert_uint_eq(w.written_at_close, len);
-    ck_assert_str_eq(w.log.buf,
-                     "connect,write=0,end():readOnly,end,close:0");
+    ck_assert_str_eq(w.log.buf, "connect,write=0,end():readOnly,end,close:0");
     ck_assert_uint_eq(r.got, len);
     ck_assert_uint_eq(r.got_at_end, len);
     ck_assert(r.hash == want);
@@ -295,21 +293,21 @@ END_TEST
 /* Chunks written by the peer; bounded so a pause that does not hold the
  * data back ends the loop instead of spinning. */
 #define PEER_CHUNK (64 * 1024)
-#define PEER_MAX (64 * MiB)
+#define PEER_MAX   (64 * MiB)
 
 typedef struct backup {
     weft_stream *server_side;
     weft_stream *client;
     unsigned char chunk[PEER_CHUNK];
-    size_t sent;       /* bytes accepted by write() (kernel or queue) */
+    size_t sent; /* bytes accepted by write() (kernel or queue) */
     uint64_t sent_hash;
-    bool backed_up;    /* write() said false */
+    bool backed_up; /* write() said false */
     size_t got;
     uint64_t got_hash;
     unsigned data_events_before_resume;
     uint64_t read_before_resume;
     unsigned server_ends, server_closes, client_closes, client_drains;
-    bool end_early;    /* the client writes a little and ends at once */
+    bool end_early; /* the client writes a little and ends at once */
 } backup;
 
 static void backup_resume(weft_timer *t, void *ctx)
@@ -431,8 +429,7 @@ START_TEST(pause_backs_peer_writes_up_in_kernel_and_resume_delivers_all)
     /* The peer's queue drained only after resume(); then every byte
      * arrived in order, then 'end'. */
     char want[64];
-    snprintf(want, sizeof(want), "backed-up,resume,data,drain,end:%zu",
-             b.sent);
+    snprintf(want, sizeof(want), "backed-up,resume,data,drain,end:%zu", b.sent);
     ck_assert_str_eq(tu_log_str(), want);
     ck_assert_uint_eq(b.got, b.sent);
     ck_assert(b.got_hash == b.sent_hash);
@@ -527,8 +524,7 @@ START_TEST(many_small_writes_behind_backpressure_keep_their_order)
     weft_server *srv = weft_create_server(tu_loop, smalls_conn, &m);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     reader r;
     reader_init(&r, c, true);
     r.keep = malloc(cap);
@@ -538,8 +534,9 @@ START_TEST(many_small_writes_behind_backpressure_keep_their_order)
 
     ck_assert_int_eq(m.first_ret, 0);
     ck_assert_uint_eq(m.small_not_queued, 0);
-    ck_assert_uint_eq(m.drains, 1);
-    ck_assert_uint_eq(m.queued_in_drain, 0);
+    /* end() followed the writes at once: as in Node, no 'drain' comes
+     * after end(), yet every queued byte still goes out (below). */
+    ck_assert_uint_eq(m.drains, 0);
     ck_assert_uint_eq(m.closes, 1);
     ck_assert_uint_eq(r.got, m.expect_len);
     ck_assert_uint_eq(r.got_at_end, m.expect_len);
@@ -559,11 +556,14 @@ int main(void)
 {
     Suite *s = suite_create("bulk");
     TCase *tc = tu_tcase("bulk");
-    tcase_add_test(tc, write_16mib_to_slow_reader_arrives_byte_exact_with_one_drain);
-    tcase_add_test(tc, write_16mib_over_unix_socket_arrives_byte_exact_with_one_drain);
+    tcase_add_test(
+        tc, write_16mib_to_slow_reader_arrives_byte_exact_with_one_drain);
+    tcase_add_test(
+        tc, write_16mib_over_unix_socket_arrives_byte_exact_with_one_drain);
     tcase_add_test(tc, data_written_just_before_end_is_never_lost);
     tcase_add_test(tc, end_with_data_delivers_every_byte_before_end);
-    tcase_add_test(tc, pause_backs_peer_writes_up_in_kernel_and_resume_delivers_all);
+    tcase_add_test(
+        tc, pause_backs_peer_writes_up_in_kernel_and_resume_delivers_all);
     tcase_add_test(tc, pause_holds_back_end_until_resume);
     tcase_add_test(tc, many_small_writes_behind_backpressure_keep_their_order);
     suite_add_tcase(s, tc);

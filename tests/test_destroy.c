@@ -59,8 +59,8 @@ static void rec_init(rec *r, const char *name)
 
 static void not_closed(rec *r, const char *event)
 {
-    ck_assert_msg(!r->closed, "%s: '%s' after 'close' (log %s)", r->name,
-                  event, r->log.buf);
+    ck_assert_msg(!r->closed, "%s: '%s' after 'close' (log %s)", r->name, event,
+                  r->log.buf);
 }
 
 static void act(rec *r, weft_stream *s, int trigger)
@@ -99,9 +99,8 @@ static void r_connect(weft_stream *s, void *ctx)
     if (r->raw_fd >= 0) {
         /* Reset the connection: SO_LINGER 0 makes close() send RST. */
         struct linger lg = {1, 0};
-        ck_assert_int_eq(setsockopt(r->raw_fd, SOL_SOCKET, SO_LINGER, &lg,
-                                    sizeof(lg)),
-                         0);
+        ck_assert_int_eq(
+            setsockopt(r->raw_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
         close(r->raw_fd);
         r->raw_fd = -1;
     }
@@ -225,8 +224,8 @@ static void run_case(int who, int trigger, int action, const char *expect)
     if (trigger == T_ERROR) {
         ck_assert_int_eq(who, CLIENT);
         int port = closed_port();
-        ck_assert_int_eq(
-            weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
+        ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                         0);
         rec_attach(&cl, c);
         tu_run(10000);
         ck_assert_str_eq(cl.log.buf, expect);
@@ -235,8 +234,7 @@ static void run_case(int who, int trigger, int action, const char *expect)
     }
     weft_server *srv = weft_create_server(tu_loop, rec_connection, &sv);
     int port = tu_listen(srv, "127.0.0.1");
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     rec_attach(&cl, c);
     tu_run(10000);
 
@@ -259,10 +257,10 @@ static void run_case(int who, int trigger, int action, const char *expect)
 
 /* ---- destroy() inside each listener ---------------------------------- */
 
-CASE(destroy_inside_client_connect_closes_once_without_error, CLIENT,
-     T_CONNECT, A_DESTROY, "connect,close:0")
-CASE(destroy_inside_server_connect_closes_once_without_error, SERVER,
-     T_CONNECT, A_DESTROY, "connect,close:0")
+CASE(destroy_inside_client_connect_closes_once_without_error, CLIENT, T_CONNECT,
+     A_DESTROY, "connect,close:0")
+CASE(destroy_inside_server_connect_closes_once_without_error, SERVER, T_CONNECT,
+     A_DESTROY, "connect,close:0")
 CASE(destroy_inside_client_data_emits_nothing_but_close, CLIENT, T_DATA,
      A_DESTROY, "connect,data,close:0")
 CASE(destroy_inside_server_data_emits_nothing_but_close, SERVER, T_DATA,
@@ -279,8 +277,8 @@ CASE(destroy_inside_client_timeout_closes_once, CLIENT, T_TIMEOUT, A_DESTROY,
      "connect,timeout,close:0")
 CASE(destroy_inside_server_timeout_closes_once, SERVER, T_TIMEOUT, A_DESTROY,
      "connect,timeout,close:0")
-CASE(destroy_inside_error_after_refused_connect_closes_once_with_error,
-     CLIENT, T_ERROR, A_DESTROY, "error:ECONNREFUSED,close:1")
+CASE(destroy_inside_error_after_refused_connect_closes_once_with_error, CLIENT,
+     T_ERROR, A_DESTROY, "error:ECONNREFUSED,close:1")
 CASE(destroy_inside_close_is_a_no_op, CLIENT, T_CLOSE, A_DESTROY,
      "connect,end,close:0")
 CASE(destroy_inside_server_close_is_a_no_op, SERVER, T_CLOSE, A_DESTROY,
@@ -288,14 +286,14 @@ CASE(destroy_inside_server_close_is_a_no_op, SERVER, T_CLOSE, A_DESTROY,
 
 /* ---- end() inside each listener -------------------------------------- */
 
-CASE(end_inside_client_connect_half_closes_then_closes_once, CLIENT,
-     T_CONNECT, A_END, "connect,end,close:0")
-CASE(end_inside_server_connect_half_closes_then_closes_once, SERVER,
-     T_CONNECT, A_END, "connect,end,close:0")
-CASE(end_inside_client_data_half_closes_then_closes_once, CLIENT, T_DATA,
-     A_END, "connect,data,end,close:0")
-CASE(end_inside_server_data_half_closes_then_closes_once, SERVER, T_DATA,
-     A_END, "connect,data,end,close:0")
+CASE(end_inside_client_connect_half_closes_then_closes_once, CLIENT, T_CONNECT,
+     A_END, "connect,end,close:0")
+CASE(end_inside_server_connect_half_closes_then_closes_once, SERVER, T_CONNECT,
+     A_END, "connect,end,close:0")
+CASE(end_inside_client_data_half_closes_then_closes_once, CLIENT, T_DATA, A_END,
+     "connect,data,end,close:0")
+CASE(end_inside_server_data_half_closes_then_closes_once, SERVER, T_DATA, A_END,
+     "connect,data,end,close:0")
 CASE(end_inside_client_end_closes_once, CLIENT, T_END, A_END,
      "connect,end,close:0")
 CASE(end_inside_server_end_closes_once, SERVER, T_END, A_END,
@@ -308,10 +306,9 @@ CASE(end_inside_client_timeout_closes_once, CLIENT, T_TIMEOUT, A_END,
      "connect,timeout,end,close:0")
 CASE(end_inside_server_timeout_closes_once, SERVER, T_TIMEOUT, A_END,
      "connect,timeout,end,close:0")
-CASE(end_inside_error_is_a_no_op_and_close_follows_once, CLIENT, T_ERROR,
-     A_END, "error:ECONNREFUSED,close:1")
-CASE(end_inside_close_is_a_no_op, CLIENT, T_CLOSE, A_END,
-     "connect,end,close:0")
+CASE(end_inside_error_is_a_no_op_and_close_follows_once, CLIENT, T_ERROR, A_END,
+     "error:ECONNREFUSED,close:1")
+CASE(end_inside_close_is_a_no_op, CLIENT, T_CLOSE, A_END, "connect,end,close:0")
 
 /* ---- 'error' on a server-side stream: the peer resets ----------------- */
 
@@ -370,8 +367,7 @@ START_TEST(destroy_twice_is_a_no_op_and_close_comes_once)
     weft_server *srv = weft_create_server(tu_loop, rec_connection, &sv);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     weft_stream_on_connect(c, destroy_twice, NULL);
     rec_attach(&cl, c);
     tu_run(10000);
@@ -394,8 +390,7 @@ START_TEST(destroy_before_connect_completes_emits_close_without_connect)
     weft_server *srv = weft_create_server(tu_loop, NULL, NULL);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     rec_attach(&cl, c);
     weft_stream_on_close(c, close_server_on_close, srv);
     ck_assert_str_eq(state(c), "opening");
@@ -424,8 +419,7 @@ START_TEST(destroy_during_localhost_lookup_emits_close_without_connect)
     weft_server *srv = weft_create_server(tu_loop, NULL, NULL);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "localhost", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "localhost", &c), 0);
     rec_attach(&cl, c);
     weft_stream_on_close(c, close_server_on_close, srv);
     ck_assert_str_eq(state(c), "opening");
@@ -498,8 +492,7 @@ START_TEST(removing_a_listener_inside_another_of_the_same_event_skips_it)
     weft_server *srv = weft_create_server(tu_loop, NULL, NULL);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     ck_assert_int_eq(weft_stream_on_connect(c, l_a, NULL), 0);
     ck_assert_int_eq(weft_stream_on_connect(c, l_b, NULL), 0);
     ck_assert_int_eq(weft_stream_on_connect(c, l_c, NULL), 0);
@@ -572,8 +565,7 @@ START_TEST(once_listeners_run_once_and_listeners_added_in_an_emit_wait)
     weft_server *srv = weft_create_server(tu_loop, pp_conn, &l);
     int port = tu_listen(srv, "127.0.0.1");
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     ck_assert_int_eq(weft_stream_once_data(c, d_once, "once"), 0);
     ck_assert_int_eq(weft_stream_on_data(c, d_on, NULL), 0);
     ck_assert_int_eq(weft_stream_once_data(c, d_once, "twice"), 0);
@@ -582,8 +574,7 @@ START_TEST(once_listeners_run_once_and_listeners_added_in_an_emit_wait)
     ck_assert_int_eq(weft_stream_off_data(c, d_once, "removed"), 0);
     ck_assert_int_eq(weft_stream_off_data(c, d_once, "removed"), WEFT_ENOENT);
     tu_run(10000);
-    ck_assert_str_eq(tu_log_str(),
-                     "once1,on1,twice1,on2,late2,on3,late3");
+    ck_assert_str_eq(tu_log_str(), "once1,on1,twice1,on2,late2,on3,late3");
     ck_assert_uint_eq(l.acks, 3);
 }
 END_TEST
@@ -602,8 +593,10 @@ int main(void)
     tcase_add_test(tc, destroy_inside_server_drain_closes_once);
     tcase_add_test(tc, destroy_inside_client_timeout_closes_once);
     tcase_add_test(tc, destroy_inside_server_timeout_closes_once);
-    tcase_add_test(tc, destroy_inside_error_after_refused_connect_closes_once_with_error);
-    tcase_add_test(tc, destroy_inside_server_error_after_peer_reset_closes_once);
+    tcase_add_test(
+        tc, destroy_inside_error_after_refused_connect_closes_once_with_error);
+    tcase_add_test(tc,
+                   destroy_inside_server_error_after_peer_reset_closes_once);
     tcase_add_test(tc, destroy_inside_close_is_a_no_op);
     tcase_add_test(tc, destroy_inside_server_close_is_a_no_op);
     tcase_add_test(tc, end_inside_client_connect_half_closes_then_closes_once);
@@ -620,11 +613,15 @@ int main(void)
     tcase_add_test(tc, end_inside_server_error_after_peer_reset_is_a_no_op);
     tcase_add_test(tc, end_inside_close_is_a_no_op);
     tcase_add_test(tc, destroy_twice_is_a_no_op_and_close_comes_once);
-    tcase_add_test(tc, destroy_before_connect_completes_emits_close_without_connect);
-    tcase_add_test(tc, destroy_during_localhost_lookup_emits_close_without_connect);
+    tcase_add_test(
+        tc, destroy_before_connect_completes_emits_close_without_connect);
+    tcase_add_test(tc,
+                   destroy_during_localhost_lookup_emits_close_without_connect);
     tcase_add_test(tc, destroy_on_a_never_connected_stream_emits_close_once);
-    tcase_add_test(tc, removing_a_listener_inside_another_of_the_same_event_skips_it);
-    tcase_add_test(tc, once_listeners_run_once_and_listeners_added_in_an_emit_wait);
+    tcase_add_test(
+        tc, removing_a_listener_inside_another_of_the_same_event_skips_it);
+    tcase_add_test(tc,
+                   once_listeners_run_once_and_listeners_added_in_an_emit_wait);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

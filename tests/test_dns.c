@@ -96,9 +96,9 @@ static void cli_data(weft_stream *s, const char *d, size_t n, void *ctx)
 
 static void cli_end(weft_stream *s, void *ctx)
 {
+    (void)s;
     cli *c = ctx;
     tu_slog_add(&c->log, "end:%.*s", (int)c->got_len, c->got);
-    (void)s;
 }
 
 static void cli_error(weft_stream *s, int err, const char *msg, void *ctx)
@@ -142,8 +142,7 @@ START_TEST(connect_to_localhost_resolves_off_loop_and_connects)
     int port = tu_listen(sx.srv, "127.0.0.1");
     cli c = {0};
     weft_stream *s;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "localhost", &s),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "localhost", &s), 0);
     cli_attach(&c, s);
     /* The lookup runs elsewhere: the call returned with nothing emitted,
      * and a 0 ms timer set now still runs first. */
@@ -183,8 +182,8 @@ START_TEST(many_concurrent_lookups_all_connect)
     memset(c, 0, sizeof(c));
     for (int i = 0; i < N; i++) {
         weft_stream *s;
-        ck_assert_int_eq(
-            weft_create_connection(tu_loop, port, "localhost", &s), 0);
+        ck_assert_int_eq(weft_create_connection(tu_loop, port, "localhost", &s),
+                         0);
         cli_attach(&c[i], s);
     }
     tu_run(10000);
@@ -262,12 +261,8 @@ static void lsn_connection(weft_server *srv, weft_stream *s, void *ctx)
     weft_server_close(srv);
 }
 
-typedef struct lsn_client {
-    lsn *l;
-    cli c;
-} lsn_client;
-
-static lsn_client the_client;
+/* The client started from 'listening'. */
+static cli the_client;
 
 static void lsn_connect_client(weft_server *srv, void *ctx)
 {
@@ -276,7 +271,7 @@ static void lsn_connect_client(weft_server *srv, void *ctx)
     weft_stream *s;
     ck_assert_int_eq(
         weft_create_connection(tu_loop, l->addr.port, "localhost", &s), 0);
-    cli_attach(&the_client.c, s);
+    cli_attach(&the_client, s);
 }
 
 START_TEST(listen_on_localhost_emits_listening_and_accepts)
@@ -293,10 +288,14 @@ START_TEST(listen_on_localhost_emits_listening_and_accepts)
     ck_assert_str_eq(l.log.buf, "");
     tu_run(10000);
     ck_assert_str_eq(l.log.buf, "listening,cb,connection,close");
-    ck_assert_int_eq(l.addr.family, 4);
-    ck_assert_str_eq(l.addr.address, "127.0.0.1");
+    /* The first address "localhost" resolves to: 127.0.0.1 here, ::1
+     * first on hosts whose /etc/hosts says so. */
+    ck_assert_msg(
+        (l.addr.family == 4 && !strcmp(l.addr.address, "127.0.0.1")) ||
+            (l.addr.family == 6 && !strcmp(l.addr.address, "::1")),
+        "bound %s (IPv%d)", l.addr.address, l.addr.family);
     ck_assert_int_gt(l.addr.port, 0);
-    ck_assert_str_eq(the_client.c.log.buf, "connect:open,end:,close:0:closed");
+    ck_assert_str_eq(the_client.log.buf, "connect:open,end:,close:0:closed");
 }
 END_TEST
 
@@ -376,7 +375,8 @@ int main(void)
     tcase_add_test(tc, many_concurrent_lookups_all_connect);
     tcase_add_test(tc, unresolvable_name_emits_enotfound_error_then_close_true);
     tcase_add_test(tc, listen_on_localhost_emits_listening_and_accepts);
-    tcase_add_test(tc, listen_on_an_unresolvable_name_emits_error_naming_the_host);
+    tcase_add_test(tc,
+                   listen_on_an_unresolvable_name_emits_error_naming_the_host);
     tcase_add_test(tc, ipv6_loopback_listen_and_connect_report_remote_address);
     tcase_add_test(tc, connect_to_ipv6_port_with_nothing_listening_is_refused);
     suite_add_tcase(s, tc);

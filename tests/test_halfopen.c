@@ -33,9 +33,9 @@ typedef struct side {
     unsigned closes;
     bool closed;
     /* script */
-    bool end_on_connect;        /* write `greeting`, then end() */
+    bool end_on_connect; /* write `greeting`, then end() */
     const char *greeting;
-    bool write_in_end;          /* write `reply` inside 'end' */
+    bool write_in_end; /* write `reply` inside 'end' */
     const char *reply;
     bool later_write_and_end;   /* in 'end': a timer writes BIG + "z", ends */
     bool check_write_after_end; /* after our end(): write must fail */
@@ -403,12 +403,19 @@ int main(void)
     Suite *s = suite_create("halfopen");
     TCase *tc = tu_tcase("halfopen");
     /* _i: 0 = TCP on 127.0.0.1, 1 = Unix socket. */
-    tcase_add_loop_test(tc, client_end_then_half_open_server_keeps_writing_until_it_ends, 0, 2);
-    tcase_add_loop_test(tc, client_end_without_half_open_server_goodbye_arrives_before_end, 0, 2);
-    tcase_add_loop_test(tc, server_end_then_half_open_client_keeps_writing_until_it_ends, 0, 2);
-    tcase_add_loop_test(tc, server_end_without_half_open_client_ends_after_its_end_listeners, 0, 2);
+    tcase_add_loop_test(
+        tc, client_end_then_half_open_server_keeps_writing_until_it_ends, 0, 2);
+    tcase_add_loop_test(
+        tc, client_end_without_half_open_server_goodbye_arrives_before_end, 0,
+        2);
+    tcase_add_loop_test(
+        tc, server_end_then_half_open_client_keeps_writing_until_it_ends, 0, 2);
+    tcase_add_loop_test(
+        tc, server_end_without_half_open_client_ends_after_its_end_listeners, 0,
+        2);
     tcase_add_loop_test(tc, both_sides_end_at_once_and_each_closes_once, 0, 2);
-    tcase_add_loop_test(tc, end_while_connecting_sends_data_then_fin_after_connect, 0, 2);
+    tcase_add_loop_test(
+        tc, end_while_connecting_sends_data_then_fin_after_connect, 0, 2);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -33,8 +33,8 @@
 #include <unistd.h>
 
 #define ECHO_SERVER WEFT_BINARY_DIR "/examples/echo-server"
-#define NODE_DIR WEFT_SOURCE_DIR "/tests/node"
-#define CHILD_MS 15000
+#define NODE_DIR    WEFT_SOURCE_DIR "/tests/node"
+#define CHILD_MS    15000
 
 /* ---- child processes --------------------------------------------------- */
 
@@ -168,8 +168,7 @@ static void assert_exit_0(int status, const char *what)
 static void echo_server_with_node_client(const char *where)
 {
     require_node();
-    ck_assert_msg(access(ECHO_SERVER, X_OK) == 0, "%s not built",
-                  ECHO_SERVER);
+    ck_assert_msg(access(ECHO_SERVER, X_OK) == 0, "%s not built", ECHO_SERVER);
     char *srv_argv[] = {ECHO_SERVER, (char *)where, NULL};
     child srv = spawn(srv_argv, true);
 
@@ -179,16 +178,19 @@ static void echo_server_with_node_client(const char *where)
     if (!ok)
         reap(&srv, 0);
     ck_assert_msg(ok, "echo-server printed no address: '%s'", line);
-    const char *target = where;
-    char port[16];
-    const char *p = strstr(line, " port ");
-    if (p != NULL) {
-        snprintf(port, sizeof(port), "%s", p + 6);
-        target = port;
+    /* TCP: connect where the example says it bound ("localhost" may be
+     * 127.0.0.1 or ::1 depending on /etc/hosts). */
+    char host[128], port[16];
+    int portnum;
+    char *cli_argv[] = {"node", NODE_DIR "/echo_client.js", (char *)where, NULL,
+                        NULL};
+    if (sscanf(line, "echo server listening on %127s port %d", host,
+               &portnum) == 2) {
+        snprintf(port, sizeof(port), "%d", portnum);
+        cli_argv[2] = port;
+        cli_argv[3] = host;
     }
 
-    char *cli_argv[] = {"node", NODE_DIR "/echo_client.js", (char *)target,
-                        NULL};
     child cli = spawn(cli_argv, false);
     int cli_status = reap(&cli, CHILD_MS);
 
@@ -240,8 +242,7 @@ static void x_connect(weft_stream *s, void *ctx)
     /* Half of it in one write, the rest as end(data). */
     x->write_ret = weft_stream_write(s, x->sent, PAYLOAD / 2);
     ck_assert_int_ge(x->write_ret, 0);
-    ck_assert_int_eq(weft_stream_end(s, x->sent + PAYLOAD / 2, PAYLOAD / 2),
-                     0);
+    ck_assert_int_eq(weft_stream_end(s, x->sent + PAYLOAD / 2, PAYLOAD / 2), 0);
     tu_slog_add(&x->log, "end():%s", state(s));
 }
 
@@ -296,8 +297,7 @@ START_TEST(weft_client_exchanges_bytes_with_node_server_including_half_close)
     tu_fill_random(x.sent, PAYLOAD, 42);
 
     weft_stream *s;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &s),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &s), 0);
     weft_stream_on_connect(s, x_connect, &x);
     weft_stream_on_data(s, x_data, &x);
     weft_stream_on_end(s, x_end, &x);
@@ -409,10 +409,13 @@ int main(void)
 {
     Suite *s = suite_create("interop");
     TCase *tc = tu_tcase("interop");
-    tcase_add_test(tc, example_echo_server_holds_the_seed_conversation_with_node_client);
+    tcase_add_test(
+        tc, example_echo_server_holds_the_seed_conversation_with_node_client);
     tcase_add_test(tc, example_echo_server_on_unix_socket_with_node_client);
-    tcase_add_test(tc, weft_client_exchanges_bytes_with_node_server_including_half_close);
-    tcase_add_test(tc, half_open_weft_client_keeps_writing_after_node_server_ends);
+    tcase_add_test(
+        tc, weft_client_exchanges_bytes_with_node_server_including_half_close);
+    tcase_add_test(tc,
+                   half_open_weft_client_keeps_writing_after_node_server_ends);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

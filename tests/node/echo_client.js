@@ -1,7 +1,7 @@
 // echo_client.js - a Node.js `net` client for the seed's echo server.
 //
-//   node echo_client.js PORT        connect to 127.0.0.1:PORT
-//   node echo_client.js /path.sock  connect to a Unix socket
+//   node echo_client.js PORT [HOST]  connect to HOST (127.0.0.1):PORT
+//   node echo_client.js /path.sock   connect to a Unix socket
 //
 // Sends a line, a UTF-8 text split in the middle of a character across
 // two writes, and 1 MiB of multi-byte text (to make the server apply
@@ -13,7 +13,7 @@ const net = require('net');
 
 const where = process.argv[2];
 if (!where) {
-  console.error('usage: echo_client.js PORT|PATH');
+  console.error('usage: echo_client.js PORT [HOST] | PATH');
   process.exit(1);
 }
 
@@ -39,7 +39,7 @@ const expected = Buffer.concat([
 ]);
 
 const sock = /^\d+$/.test(where)
-  ? net.connect(Number(where), '127.0.0.1')
+  ? net.connect(Number(where), process.argv[3] || '127.0.0.1')
   : net.connect(where);
 const chunks = [];
 let ended = false;
