@@ -3,7 +3,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build run test valgrind fuzz bench format clean install
+.PHONY: all deps build run test valgrind valgrind-quick fuzz bench format clean install
 
 all: build
 
@@ -28,6 +28,12 @@ valgrind: deps
 	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-vg -j $(JOBS)
 	scripts/valgrind-suite build-vg
+
+# The short subset CI runs: loop, events, server, stream, injected faults.
+valgrind-quick: deps
+	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-vg -j $(JOBS)
+	scripts/valgrind-suite build-vg test_loop test_emitter test_server test_stream test_fault
 
 fuzz:
 	@scripts/install-deps --fuzz
