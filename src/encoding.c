@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* ---- names ----------------------------------------------------------- */
+/* ---- names --------------------------------------------------------------- */
 
 static bool name_equals(const char *name, const char *lower)
 {
@@ -39,10 +39,10 @@ int weft__enc_parse(const char *name)
         const char *name;
         int enc;
     } names[] = {
-        {"utf8", WEFT__ENC_UTF8},       {"utf-8", WEFT__ENC_UTF8},
-        {"ascii", WEFT__ENC_ASCII},     {"latin1", WEFT__ENC_LATIN1},
-        {"binary", WEFT__ENC_LATIN1},   {"base64", WEFT__ENC_BASE64},
-        {"hex", WEFT__ENC_HEX},         {"base64url", WEFT__ENC_BASE64URL},
+        {"utf8", WEFT__ENC_UTF8},     {"utf-8", WEFT__ENC_UTF8},
+        {"ascii", WEFT__ENC_ASCII},   {"latin1", WEFT__ENC_LATIN1},
+        {"binary", WEFT__ENC_LATIN1}, {"base64", WEFT__ENC_BASE64},
+        {"hex", WEFT__ENC_HEX},       {"base64url", WEFT__ENC_BASE64URL},
     };
 
     if (name == NULL)
@@ -53,7 +53,7 @@ int weft__enc_parse(const char *name)
     return WEFT_EENCODING;
 }
 
-/* ---- utf8 decoding ----------------------------------------------------- */
+/* ---- utf8 decoding ------------------------------------------------------- */
 
 static const char replacement[3] = {'\xEF', '\xBF', '\xBD'}; /* U+FFFD */
 
@@ -72,78 +72,220 @@ static inline bool is_cont(uint8_t b)
 }
 
 /*
- * Decodes `in` as a complete text (its end is the end of input) into `out`
- * and returns the bytes written: valid sequences are copied, and each
- * maximal subpart of an invalid one (a lead byte plus the continuation
- * bytes that were still acceptable after it, or a lone byte) becomes one
- * U+FFFD. This is the WHATWG decoder, which is what V8 applies when Node
- * turns bytes into a string.
+ * At a character boundary: the length (1..4) of the well-formed character
+ * at `p`, or 0 with *bad set to the length of the maximal subpart to
+ * replace by one U+FFFD (a lead byte plus the continuation bytes that
+ * were still acceptable after it, or a lone byte). The rules are the
+ * WHATWG decoder's, which is what V8 applies when Node makes a string.
+ */
+static inline size_t utf8_char(const uint8_t *p, size_t avail, size_t *bad)
+{
+    uint8_t b = p[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+
+    if (b < 0x80)
+        return 1;
+    if (b >= 0xC2 && b <= 0xDF) {
+        n = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        /* E0 would be overlong below A0; ED would be a surrogate. */
+        n = 3;
+        if (b == 0xE0)
+            lo = 0xA0;
+        if (b == 0xED)
+            hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        /* F0 would be overlong below 90; F4 beyond U+10FFFF above 8F. */
+        n = 4;
+        if (b == 0xF0)
+            lo = 0x90;
+        if (b == 0xF4)
+            hi = 0x8F;
+    } else {
+        /* 80..BF stray continuation, C0/C1 overlong, F5..FF too big. */
+        *bad = 1;
+        return 0;
+    }
+    if (avail < 2 || p[1] < lo || p[1] > hi) {
+        *bad = 1;
+        return 0;
+    }
+    for (size_t k = 2; k < n; k++) {
+        if (avail <= k || !is_cont(p[k])) {
+            *bad = k;
+            return 0;
+        }
+    }
+    return n;
+}
+
+/*
+ * The fast path validates 16-byte blocks. Its state says what the next
+ * block owes the current one (continuation bytes of a character that
+ * straddles the cut); BLOCK_START means a character boundary.
+ * utf8_block() returns false, changing nothing, when a block holds an
+ * error; utf8_char() then finds where, and what to replace.
  *
- * Speed comes from never copying byte by byte: the loop only validates,
- * and the valid run since the last error is copied with one memcpy when
- * the next error or the end is reached. ASCII is skipped 16 bytes at a
- * time.
+ * Measured on this project's machine (bench/utf8_decode.c): the DFA gave
+ * 1.7-1.9 GB/s on mixed text; an SSE2 version checking byte classes with
+ * masks was slower (1.4 GB/s, about 6 instructions a byte), and running
+ * two DFA chains in lockstep gained nothing: the loads, not the chain of
+ * shifts, are the limit.
+ */
+#define BLOCK 16
+
+/*
+ * A DFA over bytes, one shift per byte: each state is a multiple of 6,
+ * and the row of a byte holds, in the 6 bits at offset S, the state that
+ * follows state S. ERROR is 0, so every row's low 6 bits are 0 and the
+ * state stays ERROR once reached.
+ */
+enum {
+    DFA_ERROR = 0,
+    DFA_ACCEPT = 6,
+    DFA_CONT1 = 12, /* one continuation byte (80..BF) to go */
+    DFA_CONT2 = 18,
+    DFA_CONT3 = 24,
+    DFA_E0 = 30, /* after E0: A0..BF, then one more */
+    DFA_ED = 36, /* after ED: 80..9F, then one more */
+    DFA_F0 = 42, /* after F0: 90..BF, then two more */
+    DFA_F4 = 48, /* after F4: 80..8F, then two more */
+};
+#define BLOCK_START DFA_ACCEPT
+
+#define DFA_T(from, to) ((uint64_t)(to) << (from))
+#define DFA_ANY_CONT                                                           \
+    (DFA_T(DFA_CONT1, DFA_ACCEPT) | DFA_T(DFA_CONT2, DFA_CONT1) |              \
+     DFA_T(DFA_CONT3, DFA_CONT2))
+#define ROW_ASCII DFA_T(DFA_ACCEPT, DFA_ACCEPT)
+#define ROW_80_8F                                                              \
+    (DFA_ANY_CONT | DFA_T(DFA_ED, DFA_CONT1) | DFA_T(DFA_F4, DFA_CONT2))
+#define ROW_90_9F                                                              \
+    (DFA_ANY_CONT | DFA_T(DFA_ED, DFA_CONT1) | DFA_T(DFA_F0, DFA_CONT2))
+#define ROW_A0_BF                                                              \
+    (DFA_ANY_CONT | DFA_T(DFA_E0, DFA_CONT1) | DFA_T(DFA_F0, DFA_CONT2))
+#define ROW_NEVER 0 /* C0, C1, F5..FF */
+#define ROW_LEAD2 DFA_T(DFA_ACCEPT, DFA_CONT1)
+#define ROW_E0    DFA_T(DFA_ACCEPT, DFA_E0)
+#define ROW_LEAD3 DFA_T(DFA_ACCEPT, DFA_CONT2)
+#define ROW_ED    DFA_T(DFA_ACCEPT, DFA_ED)
+#define ROW_F0    DFA_T(DFA_ACCEPT, DFA_F0)
+#define ROW_LEAD4 DFA_T(DFA_ACCEPT, DFA_CONT3)
+#define ROW_F4    DFA_T(DFA_ACCEPT, DFA_F4)
+
+/* clang-format off */
+#define R8(x) x, x, x, x, x, x, x, x
+#define R16(x) R8(x), R8(x)
+static const uint64_t dfa[256] = {
+    R16(ROW_ASCII), R16(ROW_ASCII), R16(ROW_ASCII), R16(ROW_ASCII), /* 00 */
+    R16(ROW_ASCII), R16(ROW_ASCII), R16(ROW_ASCII), R16(ROW_ASCII), /* 40 */
+    R16(ROW_80_8F),                                                 /* 80 */
+    R16(ROW_90_9F),                                                 /* 90 */
+    R16(ROW_A0_BF), R16(ROW_A0_BF),                                 /* A0 */
+    ROW_NEVER, ROW_NEVER, ROW_LEAD2, ROW_LEAD2,                     /* C0 */
+    ROW_LEAD2, ROW_LEAD2, ROW_LEAD2, ROW_LEAD2,
+    R8(ROW_LEAD2),
+    R16(ROW_LEAD2),                                                 /* D0 */
+    ROW_E0, ROW_LEAD3, ROW_LEAD3, ROW_LEAD3,                        /* E0 */
+    ROW_LEAD3, ROW_LEAD3, ROW_LEAD3, ROW_LEAD3,
+    ROW_LEAD3, ROW_LEAD3, ROW_LEAD3, ROW_LEAD3,
+    ROW_LEAD3, ROW_ED, ROW_LEAD3, ROW_LEAD3,
+    ROW_F0, ROW_LEAD4, ROW_LEAD4, ROW_LEAD4,                        /* F0 */
+    ROW_F4, ROW_NEVER, ROW_NEVER, ROW_NEVER,
+    R8(ROW_NEVER),
+};
+#undef R8
+#undef R16
+/* clang-format on */
+
+static inline bool utf8_block(const uint8_t *p, uint64_t *state)
+{
+    uint64_t s = *state;
+
+    if (s == DFA_ACCEPT && ((load64(p) | load64(p + 8)) & HIGH_BITS) == 0)
+        return true; /* ASCII at a character boundary */
+        /* Unrolled by hand: the shifts form one chain, the loads do not. */
+#define STEP(k) s = dfa[p[k]] >> (s & 63)
+    /* clang-format off */
+    STEP(0); STEP(1); STEP(2); STEP(3); STEP(4); STEP(5); STEP(6); STEP(7);
+    STEP(8); STEP(9); STEP(10); STEP(11); STEP(12); STEP(13); STEP(14);
+    STEP(15);
+    /* clang-format on */
+#undef STEP
+    s &= 63;
+    if (s == DFA_ERROR)
+        return false;
+    *state = s;
+    return true;
+}
+
+/*
+ * From the character boundary `i`, the boundary where the first
+ * ill-formed sequence starts, or `len` if the rest is well-formed (a
+ * sequence cut short by the end of `in` counts as ill-formed).
+ *
+ * Blocks go through utf8_block() until one holds an error; from the last
+ * boundary before it the text is walked character by character, as are
+ * the last few bytes. *slow_until remembers the end of the failed block
+ * so that the next call, after the caller has replaced the error, walks
+ * the rest of that block too instead of running the DFA over it again:
+ * without it, text with an error every few bytes would cost up to 16
+ * DFA passes a byte.
+ */
+static size_t utf8_valid_until(const uint8_t *in, size_t i, size_t len,
+                               size_t *slow_until)
+{
+    uint64_t state = BLOCK_START;
+    size_t n, bad;
+
+    while (i < *slow_until && i < len) {
+        if ((n = utf8_char(in + i, len - i, &bad)) == 0)
+            return i;
+        i += n;
+    }
+    while (len - i >= BLOCK && utf8_block(in + i, &state))
+        i += BLOCK;
+    if (len - i >= BLOCK)
+        *slow_until = i + BLOCK;
+    if (state != BLOCK_START) {
+        /* Back to the lead byte of the character open at `i`. */
+        do
+            i--;
+        while (is_cont(in[i]));
+    }
+    while (i < len) {
+        if ((n = utf8_char(in + i, len - i, &bad)) == 0)
+            return i;
+        i += n;
+    }
+    return len;
+}
+
+/*
+ * Decodes `in` as a complete text (its end is the end of input) into `out`
+ * and returns the bytes written: well-formed characters are copied, each
+ * maximal subpart of an ill-formed one becomes U+FFFD. Valid runs are
+ * copied with one memcpy each, never byte by byte.
  */
 static size_t utf8_text(const uint8_t *in, size_t len, char *out)
 {
-    size_t i = 0, run = 0, o = 0;
+    size_t i = 0, o = 0, slow_until = 0;
 
-    while (i < len) {
-        uint8_t b = in[i];
-        size_t bad;
+    for (;;) {
+        size_t end = utf8_valid_until(in, i, len, &slow_until), bad = 0;
 
-        if (b < 0x80) {
-            i++;
-            while (len - i >= 16 &&
-                   ((load64(in + i) | load64(in + i + 8)) & HIGH_BITS) == 0)
-                i += 16;
-            continue;
+        if (end > i) {
+            memcpy(out + o, in + i, end - i);
+            o += end - i;
         }
-        if (b >= 0xC2 && b <= 0xDF) {
-            if (i + 1 < len && is_cont(in[i + 1])) {
-                i += 2;
-                continue;
-            }
-            bad = 1;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            /* E0 would be overlong below A0; ED would be a surrogate. */
-            uint8_t lo = b == 0xE0 ? 0xA0 : 0x80;
-            uint8_t hi = b == 0xED ? 0x9F : 0xBF;
-            if (i + 1 >= len || in[i + 1] < lo || in[i + 1] > hi)
-                bad = 1;
-            else if (i + 2 >= len || !is_cont(in[i + 2]))
-                bad = 2;
-            else {
-                i += 3;
-                continue;
-            }
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            /* F0 would be overlong below 90; F4 beyond U+10FFFF above 8F. */
-            uint8_t lo = b == 0xF0 ? 0x90 : 0x80;
-            uint8_t hi = b == 0xF4 ? 0x8F : 0xBF;
-            if (i + 1 >= len || in[i + 1] < lo || in[i + 1] > hi)
-                bad = 1;
-            else if (i + 2 >= len || !is_cont(in[i + 2]))
-                bad = 2;
-            else if (i + 3 >= len || !is_cont(in[i + 3]))
-                bad = 3;
-            else {
-                i += 4;
-                continue;
-            }
-        } else {
-            /* 80..BF stray continuation, C0/C1 overlong, F5..FF too big. */
-            bad = 1;
-        }
-        memcpy(out + o, in + run, i - run);
-        o += i - run;
-        memcpy(out + o, replacement, sizeof(replacement));
-        o += sizeof(replacement);
-        i += bad;
-        run = i;
+        if (end == len)
+            return o;
+        (void)utf8_char(in + end, len - end, &bad);
+        out[o++] = replacement[0];
+        out[o++] = replacement[1];
+        out[o++] = replacement[2];
+        i = end + bad;
     }
-    memcpy(out + o, in + run, i - run);
-    return o + (i - run);
 }
 
 /*
@@ -212,6 +354,8 @@ static size_t utf8_decode(weft__decoder *d, const uint8_t *in, size_t len,
     size_t o = 0, hold;
     uint8_t need = 0;
 
+    if (len == 0)
+        return 0; /* `in` may be NULL; what is held stays held */
     if (d->have > 0) {
         while (len > 0 && d->have < d->need && is_cont(*in)) {
             d->part[d->have++] = *in++;
@@ -233,7 +377,7 @@ static size_t utf8_decode(weft__decoder *d, const uint8_t *in, size_t len,
     return o;
 }
 
-/* ---- the other decoders --------------------------------------------- */
+/* ---- the other decoders -------------------------------------------------- */
 
 static const char hex_digits[16] = "0123456789abcdef";
 static const char b64_std[64] =
@@ -303,6 +447,8 @@ static size_t b64_decode(weft__decoder *d, const uint8_t *in, size_t len,
 {
     size_t o = 0, full;
 
+    if (len == 0)
+        return 0; /* `in` may be NULL */
     if (d->have > 0) {
         while (len > 0 && d->have < 3) {
             d->part[d->have++] = *in++;
@@ -321,7 +467,7 @@ static size_t b64_decode(weft__decoder *d, const uint8_t *in, size_t len,
     return o;
 }
 
-/* ---- decoder interface ------------------------------------------------ */
+/* ---- decoder interface --------------------------------------------------- */
 
 void weft__decoder_init(weft__decoder *d, int enc)
 {
@@ -352,8 +498,7 @@ size_t weft__decode_max(const weft__decoder *d, size_t len)
     }
 }
 
-size_t weft__decode(weft__decoder *d, const uint8_t *in, size_t len,
-                    char *out)
+size_t weft__decode(weft__decoder *d, const uint8_t *in, size_t len, char *out)
 {
     switch (d->enc) {
     case WEFT__ENC_UTF8:
@@ -399,7 +544,7 @@ size_t weft__decode_end(weft__decoder *d, char *out)
     return o;
 }
 
-/* ---- encoders ------------------------------------------------------- */
+/* ---- encoders ------------------------------------------------------------ */
 
 /*
  * Node's base64 alphabet for decoding: both the standard and the URL-safe
