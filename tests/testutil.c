@@ -217,3 +217,86 @@ void tu_slog_add(tu_slog *l, const char *fmt, ...)
     memcpy(l->buf + l->len, buf, n + 1);
     l->len += n;
 }
+
+/* ---- helpers for the stress suites ---------------------------------- */
+
+#include <sys/resource.h>
+
+uint64_t tu_mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* Word i of stream `seed`; byte `off` is byte off % 8 of word off / 8. */
+static uint64_t pattern_word(uint64_t seed, uint64_t i)
+{
+    return tu_mix(seed * 0xd1b54a32d192ed03ULL ^ i);
+}
+
+void tu_pattern(void *buf, uint64_t off, size_t len, uint64_t seed)
+{
+    unsigned char *p = buf;
+    while (len > 0) {
+        uint64_t w = pattern_word(seed, off / 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (off % 8 == 0 && len >= 8) { /* whole words: the common case */
+            memcpy(p, &w, 8);
+            p += 8;
+            off += 8;
+            len -= 8;
+            continue;
+        }
+#endif
+        unsigned k = (unsigned)(off % 8);
+        size_t n = 8 - k < len ? 8 - k : len;
+        for (size_t j = 0; j < n; j++)
+            p[j] = (unsigned char)(w >> (8 * (k + j)));
+        p += n;
+        off += n;
+        len -= n;
+    }
+}
+
+size_t tu_pattern_diff(const void *buf, uint64_t off, size_t len,
+                       uint64_t seed)
+{
+    const unsigned char *p = buf;
+    unsigned char want[4096];
+    size_t done = 0;
+    while (done < len) {
+        size_t n = len - done < sizeof(want) ? len - done : sizeof(want);
+        tu_pattern(want, off + done, n, seed);
+        if (memcmp(want, p + done, n) != 0) {
+            for (size_t j = 0; j < n; j++)
+                if (want[j] != p[done + j])
+                    return done + j;
+        }
+        done += n;
+    }
+    return len;
+}
+
+bool tu_under_valgrind(void)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    return pre != NULL && strstr(pre, "vgpreload") != NULL;
+}
+
+long tu_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    rlim_t target = (rlim_t)want;
+    if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max)
+        target = rl.rlim_max;
+    if (rl.rlim_cur < target) {
+        rl.rlim_cur = target;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long)rl.rlim_cur;
+}

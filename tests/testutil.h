@@ -71,3 +71,22 @@ weft_server *tu_server(weft_server_connection_cb cb, void *ctx, int *port);
  * port is `peer_port` (-1: any), or -1. Lets a test inspect socket
  * options weft set. */
 int tu_fd_for_ports(int port, int peer_port);
+
+/* ---- helpers for the stress suites (churn, idle, netem) ---------------- */
+
+/* Bytes [off, off + len) of an endless pseudo-random stream named by
+ * `seed`. Any slice can be made or checked without the bytes before it,
+ * so a sender writing in one chunking and a receiver reading in another
+ * agree on every byte. */
+void tu_pattern(void *buf, uint64_t off, size_t len, uint64_t seed);
+/* Index of the first byte of `buf` that differs from the stream `seed`
+ * at offset `off`, or `len` if every byte matches. */
+size_t tu_pattern_diff(const void *buf, uint64_t off, size_t len,
+                       uint64_t seed);
+/* splitmix64: one well-mixed 64-bit value from `x`, for seeded choices. */
+uint64_t tu_mix(uint64_t x);
+/* True when running under valgrind: load tests scale themselves down. */
+bool tu_under_valgrind(void);
+/* Raises RLIMIT_NOFILE's soft limit to min(want, hard limit); returns
+ * the soft limit now in force. */
+long tu_raise_nofile(long want);
