@@ -109,6 +109,32 @@ void weft__emitter_free(weft__emitter *em);
         weft__emitter_leave(em_);                                              \
     } while (0)
 
+/*
+ * The typed on/once/off functions of one event of one object type
+ * (weft_server, weft_stream), whose struct has an `em` emitter and whose
+ * file defines EV_<event>. Expanded once per row of the object's event
+ * table, so the three functions are written once for every object.
+ */
+#define WEFT__EVENT_API(obj, ev, type)                                         \
+    int weft_##obj##_on_##ev(weft_##obj *o, type cb, void *ctx)                \
+    {                                                                          \
+        if (o == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_add(&o->em, EV_##ev, (weft__fn)cb, ctx, false);   \
+    }                                                                          \
+    int weft_##obj##_once_##ev(weft_##obj *o, type cb, void *ctx)              \
+    {                                                                          \
+        if (o == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_add(&o->em, EV_##ev, (weft__fn)cb, ctx, true);    \
+    }                                                                          \
+    int weft_##obj##_off_##ev(weft_##obj *o, type cb, void *ctx)               \
+    {                                                                          \
+        if (o == NULL)                                                         \
+            return WEFT_EINVAL;                                                \
+        return weft__emitter_remove(&o->em, EV_##ev, (weft__fn)cb, ctx);       \
+    }
+
 /* ---- timers: a min-heap per loop ------------------------------------- */
 
 typedef struct weft__timer weft__timer;

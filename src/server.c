@@ -473,24 +473,6 @@ weft_loop *weft_server_loop(const weft_server *s)
 
 /* ---- events ---------------------------------------------------------- */
 
-#define WEFT_SRV_REG_(ev, type)                                                \
-    int weft_server_on_##ev(weft_server *s, type cb, void *ctx)                \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, false);   \
-    }                                                                          \
-    int weft_server_once_##ev(weft_server *s, type cb, void *ctx)              \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, true);    \
-    }                                                                          \
-    int weft_server_off_##ev(weft_server *s, type cb, void *ctx)               \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_remove(&s->em, EV_##ev, (weft__fn)cb, ctx);       \
-    }
+#define WEFT_SRV_REG_(ev, type) WEFT__EVENT_API(server, ev, type)
 WEFT_SERVER_EVENT_MAP(WEFT_SRV_REG_)
 #undef WEFT_SRV_REG_

@@ -1454,24 +1454,6 @@ void weft__stream_free(weft__handle *h)
 
 /* ---- events ----------------------------------------------------------- */
 
-#define WEFT_STR_REG_(ev, type)                                                \
-    int weft_stream_on_##ev(weft_stream *s, type cb, void *ctx)                \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, false);   \
-    }                                                                          \
-    int weft_stream_once_##ev(weft_stream *s, type cb, void *ctx)              \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_add(&s->em, EV_##ev, (weft__fn)cb, ctx, true);    \
-    }                                                                          \
-    int weft_stream_off_##ev(weft_stream *s, type cb, void *ctx)               \
-    {                                                                          \
-        if (s == NULL)                                                         \
-            return WEFT_EINVAL;                                                \
-        return weft__emitter_remove(&s->em, EV_##ev, (weft__fn)cb, ctx);       \
-    }
+#define WEFT_STR_REG_(ev, type) WEFT__EVENT_API(stream, ev, type)
 WEFT_STREAM_EVENT_MAP(WEFT_STR_REG_)
 #undef WEFT_STR_REG_
