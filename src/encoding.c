@@ -357,7 +357,10 @@ static size_t utf8_decode(weft__decoder *d, const uint8_t *in, size_t len,
     if (len == 0)
         return 0; /* `in` may be NULL; what is held stays held */
     if (d->have > 0) {
-        while (len > 0 && d->have < d->need && is_cont(*in)) {
+        /* need <= 4 always; the second bound says so to the compiler,
+         * whose -O2 stringop check cannot see it. */
+        while (len > 0 && d->have < d->need && d->have < sizeof(d->part) &&
+               is_cont(*in)) {
             d->part[d->have++] = *in++;
             len--;
         }
