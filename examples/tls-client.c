@@ -34,10 +34,9 @@ static void on_secure(weft_stream *s, void *ctx)
     if (weft_stream_get_peer_certificate(s, &cert) == 0) {
         fprintf(stderr, "* subject: %s\n* issuer: %s\n", cert.subject,
                 cert.issuer);
-        fprintf(stderr, "* valid: %s .. %s\n", cert.valid_from,
-                cert.valid_to);
-        fprintf(stderr, "* altnames: %s\n* sha256: %s\n",
-                cert.subjectaltname, cert.fingerprint256);
+        fprintf(stderr, "* valid: %s .. %s\n", cert.valid_from, cert.valid_to);
+        fprintf(stderr, "* altnames: %s\n* sha256: %s\n", cert.subjectaltname,
+                cert.fingerprint256);
     }
     if (weft_stream_verify_peer(s))
         fprintf(stderr, "* certificate verified\n");

@@ -116,8 +116,7 @@ static void on_listening(weft_server *srv, void *ctx)
     (void)ctx;
     weft_address a;
     if (weft_server_address(srv, &a) == 0) {
-        printf("tls echo server listening on %s port %d\n", a.address,
-               a.port);
+        printf("tls echo server listening on %s port %d\n", a.address, a.port);
         fflush(stdout);
     }
 }

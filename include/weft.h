@@ -620,7 +620,9 @@ WEFT_EXTERN bool weft_stream_verify_peer(weft_stream *stream);
 
 /* Why verifyPeer() is false, in Node's words ("CERT_HAS_EXPIRED",
  * "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT",
- * "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "NO_PEER_CERTIFICATE"), or NULL. */
+ * "UNABLE_TO_VERIFY_LEAF_SIGNATURE", "NO_PEER_CERTIFICATE"), or NULL.
+ * After a handshake rejected for its certificate the session is gone by
+ * the time 'error' is emitted: the reason is in that 'error' message. */
 WEFT_EXTERN const char *weft_stream_verify_error(weft_stream *stream);
 
 /* stream.getPeerCertificate(), with what modern Node adds. */

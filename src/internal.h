@@ -251,6 +251,7 @@ struct weft_loop {
     weft__io dns_io;
     weft__qnode dns_reqs; /* in flight for this loop, guarded by dns lock */
     weft__qnode dns_done; /* finished, guarded by dns lock */
+    weft_credentials *default_client_creds; /* setSecure(NULL), lazily */
 };
 
 void weft__loop_update_time(weft_loop *loop);

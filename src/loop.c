@@ -278,6 +278,8 @@ int weft_loop_close(weft_loop *loop)
             WEFT__CONTAINER_OF(loop->handles.next, weft__handle, all);
         handle_free(h);
     }
+    if (loop->default_client_creds != NULL)
+        weft_credentials_unref(loop->default_client_creds);
     weft__dns_loop_free(loop);
     weft__timers_free(loop);
     weft__poll_free(loop);

@@ -75,6 +75,7 @@ enum stream_flag {
     F_TLS_WANTED = 1u << 17, /* setSecure() before connect */
     F_HANDSHAKING = 1u << 18,
     F_SECURE = 1u << 19, /* handshake done: 'secure' emitted */
+    F_NOTIFY_PENDING = 1u << 20, /* close_notify waits for room */
 };
 
 /* Options that survive a reconnect of the same stream. */
@@ -311,10 +312,18 @@ static void maybe_finish(weft_stream *s)
 
 static void send_fin(weft_stream *s)
 {
-    s->flags &= ~F_ENDING;
+    s->flags &= ~(F_ENDING | F_NOTIFY_PENDING);
     if (s->tls != NULL) {
         /* close_notify first, so the peer can tell our end from a cut. */
         int err = weft__tls_shutdown(s->tls);
+        if (err == WEFT_EAGAIN) {
+            /* No room for the alert: OpenSSL keeps it; the FIN follows
+             * once it is out (on_io calls flush, which calls us). */
+            s->flags |= F_ENDING | F_NOTIFY_PENDING;
+            s->wwant = WEFT__IO_WRITE;
+            update_io(s);
+            return;
+        }
         if (err < 0) {
             fail(s, err, "write", weft__tls_error(s->tls));
             return;
@@ -453,7 +462,7 @@ static void update_io(weft_stream *s)
     } else if (has(s, F_CONNECTED)) {
         if (has(s, F_READABLE) && !has(s, F_PAUSED))
             want |= s->rwant;
-        if (s->wq_head != NULL)
+        if (s->wq_head != NULL || has(s, F_NOTIFY_PENDING))
             want |= s->wwant;
     }
     int err = weft__io_set(s->h.loop, &s->io, want);
@@ -837,7 +846,8 @@ static void on_io(weft__io *io, unsigned events)
         drive_handshake(s);
         return;
     }
-    if ((events & s->wwant) && s->wq_head != NULL) {
+    if ((events & s->wwant) &&
+        (s->wq_head != NULL || has(s, F_NOTIFY_PENDING))) {
         flush(s);
         if (has(s, F_DESTROYED))
             return;
@@ -1347,10 +1357,17 @@ int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
     if (creds == NULL) {
         if (server_side)
             return WEFT_EINVAL;
-        int err = 0;
-        creds = weft_credentials_new(NULL, false, &err, NULL, 0);
-        if (creds == NULL)
-            return err ? err : WEFT_ENOMEM;
+        /* Loading the system CA store can take tens of milliseconds:
+         * done once per loop, shared by every default client. */
+        weft_loop *loop = s->h.loop;
+        if (loop->default_client_creds == NULL) {
+            int err = 0;
+            loop->default_client_creds =
+                weft_credentials_new(NULL, false, &err, NULL, 0);
+            if (loop->default_client_creds == NULL)
+                return err ? err : WEFT_ENOMEM;
+        }
+        creds = weft_credentials_ref(loop->default_client_creds);
     } else {
         if (weft__tls_is_server_creds(creds) != server_side)
             return WEFT_EINVAL;

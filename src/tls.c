@@ -25,14 +25,17 @@
  * without WEFT_TLS_NO_REJECT, or a server with WEFT_TLS_REQUIRE_PEER_CERT.
  *
  * SIGPIPE. The socket BIO writes with write(2), not send(MSG_NOSIGNAL),
- * so writing to a peer that has gone raises SIGPIPE. weft promises that
- * SIGPIPE never kills a program and installs no handlers (decision 11),
- * so every SSL call that may write runs with SIGPIPE blocked in the
- * calling thread; one raised meanwhile is taken off the pending set
- * before the old mask comes back. Two cheap syscalls per call.
+ * so a write on a socket that can no longer send (shut for writing, or
+ * reset) raises SIGPIPE. weft promises that SIGPIPE never kills a program
+ * and installs no handlers (decision 11), so every SSL call (any of them
+ * may write: alerts, key updates, tickets) runs with SIGPIPE blocked in
+ * the calling thread; when the call fails, a SIGPIPE it raised is taken
+ * off the pending set before the old mask comes back. Two cheap syscalls
+ * per call (rt_sigprocmask), a third after a failure.
  */
 #include "tls.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -57,7 +60,7 @@
  */
 #define PEM_FILE_MAX (16u << 20)
 
-/* ---- credentials ----------------------------------------------------- */
+/* ---- credentials --------------------------------------------------------- */
 
 typedef struct sni_entry {
     char *name; /* lower case; "*.example.com" matches one label */
@@ -75,7 +78,7 @@ struct weft_credentials {
     size_t sni_n;
 };
 
-/* ---- a session ------------------------------------------------------- */
+/* ---- a session ----------------------------------------------------------- */
 
 struct weft__tls {
     SSL *ssl;
@@ -96,7 +99,7 @@ struct weft__tls {
     char err[256];
 };
 
-/* ---- small helpers --------------------------------------------------- */
+/* ---- small helpers ------------------------------------------------------- */
 
 static void set_msg(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -146,7 +149,7 @@ static const char *short_reason(unsigned long e)
     return r ? r : "unknown OpenSSL error";
 }
 
-/* ---- SIGPIPE guard (see the top of the file) -------------------------- */
+/* ---- SIGPIPE guard (see the top of the file) ----------------------------- */
 
 typedef struct pipe_guard {
     sigset_t old;
@@ -189,7 +192,7 @@ static bool hard_error(ssize_t code)
     return code < 0 && code != WEFT_EAGAIN;
 }
 
-/* ---- verification ---------------------------------------------------- */
+/* ---- verification -------------------------------------------------------- */
 
 /*
  * X509_V_ERR_* in Node's words (the name without its prefix), which is
@@ -243,7 +246,7 @@ static const char *x509_err_name(int e)
 }
 
 #define ALTNAME_INVALID "ERR_TLS_CERT_ALTNAME_INVALID"
-#define NO_PEER_CERT "NO_PEER_CERTIFICATE"
+#define NO_PEER_CERT    "NO_PEER_CERTIFICATE"
 
 static unsigned active_flags(const weft__tls *t)
 {
@@ -278,8 +281,8 @@ static void host_message(weft__tls *t, X509 *leaf)
 
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
-    SSL *ssl = X509_STORE_CTX_get_ex_data(x,
-                                          SSL_get_ex_data_X509_STORE_CTX_idx());
+    SSL *ssl =
+        X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
     weft__tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
     if (t == NULL)
         return ok;
@@ -323,7 +326,7 @@ static int chain_result(const weft__tls *t)
     return t->verify_err;
 }
 
-/* ---- ALPN and SNI callbacks (server side) ------------------------------ */
+/* ---- ALPN and SNI callbacks (server side) -------------------------------- */
 
 /* The server's first preference that the client offers. No overlap is a
  * fatal no_application_protocol alert, as RFC 7301 asks. */
@@ -395,7 +398,7 @@ static int servername_cb(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
-/* ---- loading PEM ------------------------------------------------------- */
+/* ---- loading PEM --------------------------------------------------------- */
 
 typedef struct cred_err {
     int *err;
@@ -446,8 +449,8 @@ static BIO *file_bio(const char *path, const char *what, cred_err *ce)
         int e = errno;
         BIO_free(b);
         fclose(f);
-        cred_fail(ce, b == NULL ? WEFT_ENOMEM : weft__err(e), "%s %s: %s",
-                  what, path, b == NULL ? "no memory" : strerror(e));
+        cred_fail(ce, b == NULL ? WEFT_ENOMEM : weft__err(e), "%s %s: %s", what,
+                  path, b == NULL ? "no memory" : strerror(e));
         return NULL;
     }
     fclose(f);
@@ -618,6 +621,49 @@ static int parse_alpn(const char *list, weft_credentials *c, cred_err *ce)
     return 0;
 }
 
+/* True if `dir` holds OpenSSL's hashed names ("9d66eef0.0"). */
+static bool hashed_dir(const char *dir)
+{
+    if (strchr(dir, ':') != NULL)
+        return true; /* a list: OpenSSL looks each up the same way */
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool found = false;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        size_t i = 0;
+        while (i < 8 &&
+               ((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+            i++;
+        found = i == 8 && n[8] == '.' && n[9] >= '0' && n[9] <= '9';
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * The system's trusted CAs, as OpenSSL finds them (SSL_CERT_DIR,
+ * SSL_CERT_FILE, else its built-in paths). A hashed directory
+ * (/etc/ssl/certs on Debian) is searched lazily, one small file per
+ * issuer when a chain needs it. The bundle file is parsed whole (30 to
+ * 50 ms with OpenSSL 3, for each new credentials: each setSecure(NULL)),
+ * so it is loaded only without such a directory or when SSL_CERT_FILE
+ * asks for it.
+ */
+static int load_system_ca(SSL_CTX *ctx)
+{
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    bool hashed = hashed_dir(dir ? dir : X509_get_default_cert_dir());
+    if (hashed && !SSL_CTX_set_default_verify_dir(ctx))
+        return 0;
+    if ((!hashed || getenv(X509_get_default_cert_file_env()) != NULL) &&
+        !SSL_CTX_set_default_verify_file(ctx))
+        return 0;
+    return 1;
+}
+
 static void credentials_free(weft_credentials *c)
 {
     for (size_t i = 0; i < c->sni_n; i++) {
@@ -714,8 +760,9 @@ static int configure(weft_credentials *c, const weft_credentials_options *o,
 
     if (c->is_server) {
         if ((o->flags & WEFT_TLS_REQUIRE_PEER_CERT) && !have_ca) {
-            cred_fail(ce, WEFT_EINVAL, "WEFT_TLS_REQUIRE_PEER_CERT needs "
-                                       "ca_file or ca_pem");
+            cred_fail(ce, WEFT_EINVAL,
+                      "WEFT_TLS_REQUIRE_PEER_CERT needs "
+                      "ca_file or ca_pem");
             return -1;
         }
         int mode = SSL_VERIFY_NONE;
@@ -735,7 +782,7 @@ static int configure(weft_credentials *c, const weft_credentials_options *o,
             SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, c);
     } else {
         if (!have_ca && !(o->flags & WEFT_TLS_NO_SYSTEM_CA) &&
-            !SSL_CTX_set_default_verify_paths(ctx)) {
+            !load_system_ca(ctx)) {
             cred_fail(ce, WEFT_ETLS, "cannot load the system CA store: %s",
                       short_reason(ERR_peek_last_error()));
             return -1;
@@ -853,7 +900,7 @@ bool weft__tls_is_server_creds(const weft_credentials *c)
     return c != NULL && c->is_server;
 }
 
-/* ---- sessions ---------------------------------------------------------- */
+/* ---- sessions ------------------------------------------------------------ */
 
 /* Client: SNI (never for an IP literal) and the name the certificate must
  * carry (set1_host, or set1_ip_asc for a literal, its %zone dropped). */
@@ -900,8 +947,8 @@ int weft__tls_new(weft_credentials *creds, int fd, bool is_server,
         t->creds = weft_credentials_ref(creds);
     } else {
         int err = 0;
-        t->creds = weft_credentials_new(NULL, false, &err, t->err,
-                                        sizeof(t->err));
+        t->creds =
+            weft_credentials_new(NULL, false, &err, t->err, sizeof(t->err));
         if (t->creds == NULL) {
             free(t);
             return err;
@@ -938,7 +985,7 @@ void weft__tls_free(weft__tls *t)
     free(t);
 }
 
-/* ---- I/O --------------------------------------------------------------- */
+/* ---- I/O ----------------------------------------------------------------- */
 
 enum tls_op { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_SHUTDOWN };
 
@@ -1048,7 +1095,8 @@ static int io_error(weft__tls *t, int ret, int sys_errno, enum tls_op op,
         ERR_clear_error();
         return cert_failure(t);
     }
-    if (lib == ERR_LIB_SSL && reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    if (lib == ERR_LIB_SSL &&
+        reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
         t->no_cert = true;
         set_msg(t->err, sizeof(t->err),
                 "the peer did not return a certificate (" NO_PEER_CERT ")");
@@ -1200,7 +1248,7 @@ const char *weft__tls_error(const weft__tls *t)
     return t != NULL && t->err[0] ? t->err : "TLS error";
 }
 
-/* ---- what the handshake established ------------------------------------ */
+/* ---- what the handshake established -------------------------------------- */
 
 bool weft__tls_verify_peer(weft__tls *t)
 {
@@ -1254,9 +1302,8 @@ static void format_name(const X509_NAME *name, char *out, size_t size)
  * Written by hand: strftime's month names follow the locale. */
 static void format_time(const ASN1_TIME *at, char *out, size_t size)
 {
-    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr",
-                                      "May", "Jun", "Jul", "Aug",
-                                      "Sep", "Oct", "Nov", "Dec"};
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
     out[0] = '\0';
     if (at == NULL || !ASN1_TIME_to_tm(at, &tm) || tm.tm_mon < 0 ||
@@ -1272,8 +1319,8 @@ static void format_san(X509 *cert, char *out, size_t size)
 {
     size_t len = 0;
     out[0] = '\0';
-    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name,
-                                            NULL, NULL);
+    GENERAL_NAMES *names =
+        X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     if (names == NULL) {
         ERR_clear_error();
         return;
@@ -1313,8 +1360,8 @@ static void format_san(X509 *cert, char *out, size_t size)
             continue; /* othername, DirName...: not shown, as for Node's
                          common cases */
         }
-        append(out, size, &len, "%s%s:%.*s", sep, label,
-               ASN1_STRING_length(s), (const char *)ASN1_STRING_get0_data(s));
+        append(out, size, &len, "%s%s:%.*s", sep, label, ASN1_STRING_length(s),
+               (const char *)ASN1_STRING_get0_data(s));
     }
     GENERAL_NAMES_free(names);
 }

@@ -47,7 +47,9 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want);
 ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
                         unsigned *want);
 
-/* Sends close_notify (once); does not wait for the peer's. 0 or error. */
+/* Sends close_notify (once); does not wait for the peer's. 0, WEFT_EAGAIN
+ * (no room for the alert: call again once the socket is writable), or an
+ * error. */
 int weft__tls_shutdown(weft__tls *t);
 
 /* Decrypted bytes are buffered inside OpenSSL: the fd may not become

@@ -33,8 +33,8 @@
 #include <openssl/ssl.h>
 
 #define GEN_CERTS WEFT_SOURCE_DIR "/tests/tls/gen-certs.sh"
-#define TLS_DIR WEFT_SOURCE_DIR "/tests/tls"
-#define CHILD_MS 15000
+#define TLS_DIR   WEFT_SOURCE_DIR "/tests/tls"
+#define CHILD_MS  15000
 
 /*
  * Under valgrind (scripts/valgrind-suite traces exec'd children too) the
@@ -60,7 +60,7 @@ static void run_for(unsigned ms)
     tu_run(under_valgrind() ? ms * 10 : ms);
 }
 
-/* ---- certificates ----------------------------------------------------- */
+/* ---- certificates -------------------------------------------------------- */
 
 static char cert_dir[256];
 
@@ -96,7 +96,7 @@ static void x509_field(const char *file, const char *opt, char *out,
              cp(file));
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
-    char line[512] = "";
+    char line[256] = "";
     char *ok = fgets(line, sizeof(line), p);
     pclose(p);
     ck_assert_ptr_nonnull(ok);
@@ -151,7 +151,7 @@ static weft_credentials *client_creds(const char *ca, const char *name,
     return creds_or_fail(&o, false);
 }
 
-/* ---- one side of a connection, logged --------------------------------- */
+/* ---- one side of a connection, logged ------------------------------------ */
 
 typedef struct side {
     weft_stream *s;
@@ -248,7 +248,7 @@ static void watch(weft_stream *s, side *d)
     weft_stream_on_close(s, sd_close, d);
 }
 
-/* ---- a weft server and a weft client ------------------------------------ */
+/* ---- a weft server and a weft client ------------------------------------- */
 
 typedef struct pair {
     weft_server *srv;
@@ -306,7 +306,7 @@ static void pair_done(pair *p)
     p->screds = NULL;
 }
 
-/* ---- credentials ---------------------------------------------------------- */
+/* ---- credentials --------------------------------------------------------- */
 
 START_TEST(credentials_load_from_files_and_from_memory)
 {
@@ -333,8 +333,8 @@ START_TEST(credentials_load_from_files_and_from_memory)
     weft_credentials_unref(creds_or_fail(&co, false));
     weft_credentials_unref(creds_or_fail(NULL, false));
     /* A certificate file with its chain behind it. */
-    weft_credentials_unref(server_creds("leaf-inter-chain", "leaf-inter",
-                                        NULL, 0, "h2"));
+    weft_credentials_unref(
+        server_creds("leaf-inter-chain", "leaf-inter", NULL, 0, "h2"));
     free(key);
     free(cert);
     free(ca);
@@ -342,8 +342,8 @@ START_TEST(credentials_load_from_files_and_from_memory)
 }
 END_TEST
 
-static int creds_err(const weft_credentials_options *o, bool server,
-                     char *eb, size_t n)
+static int creds_err(const weft_credentials_options *o, bool server, char *eb,
+                     size_t n)
 {
     int err = 12345;
     eb[0] = '\0';
@@ -449,10 +449,8 @@ START_TEST(sni_table_refuses_bad_entries)
     weft_credentials *a = server_creds("wildcard", NULL, NULL, 0, NULL);
     weft_credentials *cli = client_creds("ca.pem", NULL, 0, NULL);
     ck_assert_int_eq(weft_credentials_add_sni(cli, "x.test", a), WEFT_EINVAL);
-    ck_assert_int_eq(weft_credentials_add_sni(srv, "x.test", cli),
-                     WEFT_EINVAL);
-    ck_assert_int_eq(weft_credentials_add_sni(srv, "x.test", srv),
-                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_credentials_add_sni(srv, "x.test", cli), WEFT_EINVAL);
+    ck_assert_int_eq(weft_credentials_add_sni(srv, "x.test", srv), WEFT_EINVAL);
     ck_assert_int_eq(weft_credentials_add_sni(srv, "", a), WEFT_EINVAL);
     ck_assert_int_eq(weft_credentials_add_sni(srv, "*example.com", a),
                      WEFT_EINVAL);
@@ -468,7 +466,7 @@ START_TEST(sni_table_refuses_bad_entries)
 }
 END_TEST
 
-/* ---- handshake and data ---------------------------------------------------- */
+/* ---- handshake and data -------------------------------------------------- */
 
 START_TEST(handshake_then_plaintext_data_and_clean_end_both_sides)
 {
@@ -496,6 +494,32 @@ START_TEST(handshake_then_plaintext_data_and_clean_end_both_sides)
 }
 END_TEST
 
+START_TEST(default_client_credentials_trust_the_system_store)
+{
+    /* The "system" store: a hashed directory holding the test CA, as
+     * /etc/ssl/certs holds the distribution's. _i == 1: the same client
+     * told not to load it. */
+    setenv("SSL_CERT_DIR", cp("system-ca"), 1);
+    unsetenv("SSL_CERT_FILE");
+    static pair p;
+    memset(&p, 0, sizeof(p));
+    p.cl.send = "system";
+    weft_credentials *cc = NULL; /* setSecure(NULL): the default client */
+    if (_i == 1) {
+        weft_credentials_options o = {0};
+        o.flags = WEFT_TLS_NO_SYSTEM_CA | WEFT_TLS_NO_REJECT;
+        cc = creds_or_fail(&o, false);
+    }
+    pair_start(&p, server_creds("server", NULL, NULL, 0, NULL), cc,
+               "localhost");
+    run_for(10000);
+    ck_assert_str_eq(p.cl.log.buf, "secure,data,end,close:0");
+    ck_assert_str_eq(p.cl.verr,
+                     _i == 0 ? "-" : "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
+    pair_done(&p);
+}
+END_TEST
+
 START_TEST(peer_certificate_fields_match_openssl_x509)
 {
     static pair p;
@@ -510,9 +534,8 @@ START_TEST(peer_certificate_fields_match_openssl_x509)
     weft_certificate *c = &p.cl.cert;
     ck_assert_str_eq(c->subject, "CN=localhost,O=weft test");
     ck_assert_str_eq(c->issuer, "CN=weft test CA,O=weft test");
-    ck_assert_str_eq(c->subjectaltname,
-                     "DNS:localhost, IP Address:127.0.0.1, "
-                     "IP Address:0:0:0:0:0:0:0:1");
+    ck_assert_str_eq(c->subjectaltname, "DNS:localhost, IP Address:127.0.0.1, "
+                                        "IP Address:0:0:0:0:0:0:0:1");
     ck_assert_int_eq(strlen(c->fingerprint256), 95);
     if (under_valgrind()) { /* no openssl under memcheck */
         pair_done(&p);
@@ -570,7 +593,7 @@ START_TEST(set_secure_refuses_wrong_credentials_and_plain_streams_say_so)
 }
 END_TEST
 
-/* ---- the transport alone (src/tls.h), on a socketpair --------------------- */
+/* ---- the transport alone (src/tls.h), on a socketpair -------------------- */
 
 #include "tls.h"
 
@@ -579,8 +602,7 @@ static void transport_pair(weft__tls **srv, weft__tls **cli, int fds[2],
                            weft_credentials *sc, weft_credentials *cc)
 {
     ck_assert_int_eq(
-        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   fds),
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds),
         0);
     ck_assert_int_eq(weft__tls_new(sc, fds[0], true, NULL, srv), 0);
     ck_assert_int_eq(weft__tls_new(cc, fds[1], false, "localhost", cli), 0);
@@ -663,8 +685,7 @@ START_TEST(transport_reads_across_records_and_owes_the_end)
     /* Wrong sides are refused. */
     weft__tls *bad;
     ck_assert_int_eq(weft__tls_new(cc, fds[0], true, NULL, &bad), WEFT_EINVAL);
-    ck_assert_int_eq(weft__tls_new(sc, fds[0], false, NULL, &bad),
-                     WEFT_EINVAL);
+    ck_assert_int_eq(weft__tls_new(sc, fds[0], false, NULL, &bad), WEFT_EINVAL);
     ck_assert(weft__tls_is_server_creds(sc) && !weft__tls_is_server_creds(cc));
     weft__tls_free(s);
     weft__tls_free(c);
@@ -690,8 +711,8 @@ START_TEST(transport_big_write_fills_the_socket_then_resumes_exactly)
     while (got < total) {
         unsigned want;
         if (sent < total) {
-            ssize_t w = weft__tls_write(c, (char *)src + sent, total - sent,
-                                        &want);
+            ssize_t w =
+                weft__tls_write(c, (char *)src + sent, total - sent, &want);
             if (w == WEFT_EAGAIN) {
                 ck_assert_uint_eq(want, WEFT__IO_WRITE);
                 eagains++;
@@ -742,8 +763,8 @@ static const bad_cert bad_certs[] = {
      "not yet valid"},
     {"wronghost", NULL, "ca.pem", "localhost", 0,
      "ERR_TLS_CERT_ALTNAME_INVALID", "DNS:wrong.example"},
-    {"server", NULL, "ca.pem", "other.test", 0,
-     "ERR_TLS_CERT_ALTNAME_INVALID", "'other.test'"},
+    {"server", NULL, "ca.pem", "other.test", 0, "ERR_TLS_CERT_ALTNAME_INVALID",
+     "'other.test'"},
     {"selfsigned", NULL, "ca.pem", "localhost", 0,
      "DEPTH_ZERO_SELF_SIGNED_CERT", "self-signed"},
     {"untrusted", NULL, "ca.pem", "localhost", 0,
@@ -758,8 +779,8 @@ static const bad_cert bad_certs[] = {
     {"server", NULL, NULL, "localhost", 0, "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
      "first certificate"},
     /* The name check off: a certificate for another host verifies. */
-    {"wronghost", NULL, "ca.pem", "localhost", WEFT_TLS_NO_HOSTNAME_CHECK,
-     "-", NULL},
+    {"wronghost", NULL, "ca.pem", "localhost", WEFT_TLS_NO_HOSTNAME_CHECK, "-",
+     NULL},
 };
 
 static weft_credentials *bad_client(const bad_cert *b, unsigned flags)
@@ -817,12 +838,53 @@ START_TEST(client_rejects_each_bad_certificate_by_default)
 }
 END_TEST
 
-/* ---- client certificates --------------------------------------------- */
+static void unix_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    pair *p = ctx;
+    ck_assert_int_eq(weft_stream_set_secure(s, p->screds), 0);
+    watch(s, &p->sv);
+    weft_server_close(srv);
+}
+
+START_TEST(unix_socket_client_without_a_name_fails_the_name_check)
+{
+    /* _i == 0: no name at all, so nothing to check the certificate
+     * against: refused rather than skipped. _i == 1: a name is given. */
+    static pair p;
+    memset(&p, 0, sizeof(p));
+    p.sv.echo = true;
+    p.screds = server_creds("server", NULL, NULL, 0, NULL);
+    p.srv = weft_create_server(tu_loop, unix_conn, &p);
+    const char *path = tu_sock_path("tls");
+    ck_assert_int_eq(weft_server_listen_path(p.srv, path, NULL, NULL), 0);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection_path(tu_loop, path, &c), 0);
+    if (_i == 1)
+        ck_assert_int_eq(weft_stream_set_servername(c, "localhost"), 0);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
+    weft_credentials_unref(cc);
+    p.cl.send = "unix";
+    watch(c, &p.cl);
+    run_for(10000);
+    if (_i == 0) {
+        ck_assert_str_eq(p.cl.log.buf, "error:ECERT,close:1");
+        ck_assert_msg(strstr(p.cl.errmsg, "no host name") != NULL, "%s",
+                      p.cl.errmsg);
+    } else {
+        ck_assert_str_eq(p.cl.log.buf, "secure,data,end,close:0");
+        ck_assert(p.cl.verified);
+    }
+    pair_done(&p);
+}
+END_TEST
+
+/* ---- client certificates ------------------------------------------------- */
 
 typedef struct client_cert_case {
     const char *client; /* NULL: none */
     unsigned server_flags;
-    const char *verr;   /* on the server; "-" verifies */
+    const char *verr; /* on the server; "-" verifies */
 } client_cert_case;
 
 static const client_cert_case client_cases[] = {
@@ -839,14 +901,14 @@ START_TEST(server_with_ca_requests_a_client_certificate_and_tells)
     static pair p;
     memset(&p, 0, sizeof(p));
     p.cl.send = "who am I";
-    pair_start(&p, server_creds("server", NULL, "ca.pem", k->server_flags,
-                                NULL),
+    pair_start(&p,
+               server_creds("server", NULL, "ca.pem", k->server_flags, NULL),
                client_creds("ca.pem", k->client, 0, NULL), "localhost");
     run_for(10000);
     ck_assert_str_eq(p.cl.log.buf, "secure,data,end,close:0");
     ck_assert_str_eq(p.sv.log.buf, "secure,data,end,close:0");
-    ck_assert_msg(strcmp(p.sv.verr, k->verr) == 0, "got %s want %s",
-                  p.sv.verr, k->verr);
+    ck_assert_msg(strcmp(p.sv.verr, k->verr) == 0, "got %s want %s", p.sv.verr,
+                  k->verr);
     ck_assert_int_eq(p.sv.verified, strcmp(k->verr, "-") == 0);
     if (k->client != NULL) {
         ck_assert_int_eq(p.sv.cert_rc, 0);
@@ -877,20 +939,18 @@ START_TEST(server_requiring_a_certificate_fails_the_handshake_without_one)
         ck_assert_msg(strcmp(p.sv.log.buf, "error:ECERT,close:1") == 0,
                       "%s (%s)", p.sv.log.buf, p.sv.errmsg);
         ck_assert_msg(strstr(p.sv.errmsg, i == 0 ? "NO_PEER_CERTIFICATE"
-                                                 : "first certificate") !=
-                          NULL,
+                                                 : "first certificate") != NULL,
                       "%s", p.sv.errmsg);
         /* TLS 1.3: the client finished first; the alert arrives after. */
-        ck_assert_msg(strstr(p.cl.log.buf, "error:ETLS,close:1") != NULL,
-                      "%s", p.cl.log.buf);
-        ck_assert_msg(strstr(p.cl.errmsg, "alert") != NULL, "%s",
-                      p.cl.errmsg);
+        ck_assert_msg(strstr(p.cl.log.buf, "error:ETLS,close:1") != NULL, "%s",
+                      p.cl.log.buf);
+        ck_assert_msg(strstr(p.cl.errmsg, "alert") != NULL, "%s", p.cl.errmsg);
         pair_done(&p);
     }
 }
 END_TEST
 
-/* ---- SNI and ALPN ---------------------------------------------------- */
+/* ---- SNI and ALPN -------------------------------------------------------- */
 
 typedef struct sni_case {
     const char *servername;
@@ -915,6 +975,9 @@ START_TEST(sni_picks_credentials_by_name_exact_before_wildcard)
     weft_credentials *e = server_creds("exact", NULL, NULL, 0, NULL);
     ck_assert_int_eq(weft_credentials_add_sni(sc, "*.example.com", w), 0);
     ck_assert_int_eq(weft_credentials_add_sni(sc, "exact.test", e), 0);
+    /* Never chosen: a client sends no SNI for an IP literal (the NULL
+     * case below connects to 127.0.0.1). */
+    ck_assert_int_eq(weft_credentials_add_sni(sc, "127.0.0.1", e), 0);
     weft_credentials_unref(w);
     weft_credentials_unref(e);
     static pair p;
@@ -940,8 +1003,7 @@ START_TEST(sni_credentials_bring_their_own_client_ca)
     static pair p;
     memset(&p, 0, sizeof(p));
     p.cl.send = "sni+ca";
-    pair_start(&p, sc, client_creds("ca.pem", "client", 0, NULL),
-               "exact.test");
+    pair_start(&p, sc, client_creds("ca.pem", "client", 0, NULL), "exact.test");
     run_for(10000);
     ck_assert_str_eq(p.sv.log.buf, "secure,data,end,close:0");
     ck_assert(p.sv.verified);
@@ -985,14 +1047,14 @@ START_TEST(alpn_without_overlap_fails_the_handshake)
                client_creds("ca.pem", NULL, 0, "spdy/1,foo"), "localhost");
     run_for(10000);
     ck_assert_str_eq(p.cl.log.buf, "error:ETLS,close:1");
-    ck_assert_msg(strstr(p.cl.errmsg, "no application protocol") != NULL,
-                  "%s", p.cl.errmsg);
+    ck_assert_msg(strstr(p.cl.errmsg, "no application protocol") != NULL, "%s",
+                  p.cl.errmsg);
     ck_assert_str_eq(p.sv.log.buf, "error:ETLS,close:1");
     pair_done(&p);
 }
 END_TEST
 
-/* ---- end, truncation, destroy, garbage -------------------------------- */
+/* ---- end, truncation, destroy, garbage ----------------------------------- */
 
 /* A forked child speaking TLS with OpenSSL directly, blocking. */
 enum raw_mode {
@@ -1263,8 +1325,7 @@ START_TEST(tls_client_to_a_plain_server_errors_clearly)
     static side cl;
     memset(&cl, 0, sizeof(cl));
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     ck_assert_int_eq(weft_stream_set_secure(c, NULL), 0);
     watch(c, &cl);
     run_for(10000);
@@ -1275,7 +1336,7 @@ START_TEST(tls_client_to_a_plain_server_errors_clearly)
 }
 END_TEST
 
-/* ---- bulk and backpressure ------------------------------------------- */
+/* ---- bulk and backpressure ----------------------------------------------- */
 
 #define BULK_FULL (16u << 20)
 static size_t BULK = BULK_FULL; /* 1 MiB under valgrind */
@@ -1381,8 +1442,7 @@ START_TEST(sixteen_mib_each_way_at_once_byte_exact)
     int port;
     tu_server(bulk_conn, sc, &port);
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
     ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
     weft_credentials_unref(cc);
@@ -1399,7 +1459,7 @@ START_TEST(sixteen_mib_each_way_at_once_byte_exact)
 }
 END_TEST
 
-/* ---- pause / resume with records buffered inside OpenSSL --------------- */
+/* ---- pause / resume with records buffered inside OpenSSL ----------------- */
 
 /*
  * The server sends bursts of 7 records of 10000 bytes (one write each)
@@ -1410,7 +1470,7 @@ END_TEST
  * bytes out, since the fd will not become readable again.
  */
 #define PR_RECORD 10000
-#define PR_BURST (7 * PR_RECORD)
+#define PR_BURST  (7 * PR_RECORD)
 #define PR_BURSTS 5
 
 typedef struct pr_state {
@@ -1490,8 +1550,7 @@ START_TEST(pause_resume_with_records_buffered_in_openssl_never_stalls)
     int port;
     tu_server(pr_conn, sc, &port);
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
     ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
     weft_credentials_unref(cc);
@@ -1639,7 +1698,7 @@ static int exit_code(int status)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* ---- weft server, foreign clients ----------------------------------- */
+/* ---- weft server, foreign clients ---------------------------------------- */
 
 /*
  * A weft TLS server for foreign clients. It answers an HTTP-shaped
@@ -1674,8 +1733,7 @@ static void fsrv_data(weft_stream *s, const char *d, size_t n, void *ctx)
     char body[512];
     snprintf(body, sizeof(body), "verified=%d error=%s subject=%s alpn=%s\n",
              weft_stream_verify_peer(s), ve ? ve : "-", cn,
-             weft_stream_alpn_protocol(s) ? weft_stream_alpn_protocol(s)
-                                          : "-");
+             weft_stream_alpn_protocol(s) ? weft_stream_alpn_protocol(s) : "-");
     char out[1024];
     if (strncmp(f->req, "GET ", 4) == 0) {
         if (strstr(f->req, "\r\n\r\n") == NULL)
@@ -1729,12 +1787,24 @@ START_TEST(openssl_s_client_talks_to_a_weft_server_both_certs_checked)
     fsrv_start(&f, WEFT_TLS_REQUIRE_PEER_CERT, NULL);
     char port[64];
     snprintf(port, sizeof(port), "127.0.0.1:%d", f.port);
-    char *argv[] = {"openssl", "s_client", "-connect", port,
-                    "-servername", "localhost", "-verify_hostname",
-                    "localhost", "-CAfile", (char *)cp("ca.pem"),
-                    "-verify_return_error", "-cert", (char *)cp("client.pem"),
-                    "-key", (char *)cp("client.key"), "-quiet",
-                    (char *)versions[_i], NULL};
+    char *argv[] = {"openssl",
+                    "s_client",
+                    "-connect",
+                    port,
+                    "-servername",
+                    "localhost",
+                    "-verify_hostname",
+                    "localhost",
+                    "-CAfile",
+                    (char *)cp("ca.pem"),
+                    "-verify_return_error",
+                    "-cert",
+                    (char *)cp("client.pem"),
+                    "-key",
+                    (char *)cp("client.key"),
+                    "-quiet",
+                    (char *)versions[_i],
+                    NULL};
     child c = spawn(argv, "hello from s_client\n");
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
@@ -1755,16 +1825,21 @@ START_TEST(openssl_s_client_refuses_a_weft_server_it_cannot_verify)
     fsrv_start(&f, 0, NULL);
     char port[64];
     snprintf(port, sizeof(port), "127.0.0.1:%d", f.port);
-    char *argv[] = {"openssl", "s_client", "-connect", port, "-CAfile",
-                    (char *)cp("other-ca.pem"), "-verify_return_error",
-                    "-quiet", NULL};
+    char *argv[] = {"openssl",
+                    "s_client",
+                    "-connect",
+                    port,
+                    "-CAfile",
+                    (char *)cp("other-ca.pem"),
+                    "-verify_return_error",
+                    "-quiet",
+                    NULL};
     child c = spawn(argv, "x\n");
     char out[1024];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
     ck_assert_int_ne(st, 0);
     ck_assert_str_eq(f.sd.log.buf, "error:ETLS,close:1");
-    ck_assert_msg(strstr(f.sd.errmsg, "unknown ca") != NULL, "%s",
-                  f.sd.errmsg);
+    ck_assert_msg(strstr(f.sd.errmsg, "unknown ca") != NULL, "%s", f.sd.errmsg);
 }
 END_TEST
 
@@ -1777,10 +1852,20 @@ START_TEST(curl_gets_an_http_answer_from_a_weft_server)
     snprintf(url, sizeof(url), "https://localhost:%d/hello", f.port);
     snprintf(resolve, sizeof(resolve), "localhost:%d:127.0.0.1", f.port);
     /* with a client certificate (_i == 0) and without */
-    char *argv[] = {"curl", "-sS", "--max-time", "10", "--cacert",
-                    (char *)cp("ca.pem"), "--resolve", resolve, url,
-                    _i == 0 ? "--cert" : NULL, (char *)cp("client.pem"),
-                    "--key", (char *)cp("client.key"), NULL};
+    char *argv[] = {"curl",
+                    "-sS",
+                    "--max-time",
+                    "10",
+                    "--cacert",
+                    (char *)cp("ca.pem"),
+                    "--resolve",
+                    resolve,
+                    url,
+                    _i == 0 ? "--cert" : NULL,
+                    (char *)cp("client.pem"),
+                    "--key",
+                    (char *)cp("client.key"),
+                    NULL};
     child c = spawn(argv, NULL);
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
@@ -1806,9 +1891,13 @@ START_TEST(node_tls_client_talks_to_a_weft_server_both_certs_checked)
     fsrv_start(&f, 0, NULL);
     char port[16];
     snprintf(port, sizeof(port), "%d", f.port);
-    char *argv[] = {"node", TLS_DIR "/node_tls_client.js", port,
-                    (char *)cp("ca.pem"), (char *)cp("client.pem"),
-                    (char *)cp("client.key"), NULL};
+    char *argv[] = {"node",
+                    TLS_DIR "/node_tls_client.js",
+                    port,
+                    (char *)cp("ca.pem"),
+                    (char *)cp("client.pem"),
+                    (char *)cp("client.key"),
+                    NULL};
     child c = spawn(argv, NULL);
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
@@ -1822,14 +1911,13 @@ START_TEST(node_tls_client_talks_to_a_weft_server_both_certs_checked)
 }
 END_TEST
 
-/* ---- weft client, foreign servers ------------------------------------ */
+/* ---- weft client, foreign servers ---------------------------------------- */
 
 static void client_to(int port, side *d, const char *client_cert,
                       const char *send)
 {
     weft_stream *c;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c), 0);
     ck_assert_int_eq(weft_stream_set_servername(c, "localhost"), 0);
     weft_credentials *cc = client_creds("ca.pem", client_cert, 0, NULL);
     ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
@@ -1842,11 +1930,24 @@ START_TEST(weft_client_talks_to_openssl_s_server_both_certs_checked)
 {
     SKIP_UNDER_VALGRIND();
     static const char *const versions[] = {"-tls1_3", "-tls1_2"};
-    char *argv[] = {"openssl", "s_server", "-accept", "127.0.0.1:0",
-                    "-cert", (char *)cp("server.pem"), "-key",
-                    (char *)cp("server.key"), "-CAfile", (char *)cp("ca.pem"),
-                    "-Verify", "2", "-verify_return_error", "-naccept", "1",
-                    "-rev", (char *)versions[_i], NULL};
+    char *argv[] = {"openssl",
+                    "s_server",
+                    "-accept",
+                    "127.0.0.1:0",
+                    "-cert",
+                    (char *)cp("server.pem"),
+                    "-key",
+                    (char *)cp("server.key"),
+                    "-CAfile",
+                    (char *)cp("ca.pem"),
+                    "-Verify",
+                    "2",
+                    "-verify_return_error",
+                    "-naccept",
+                    "1",
+                    "-rev",
+                    (char *)versions[_i],
+                    NULL};
     child srv = spawn(argv, NULL);
     char line[256];
     int port = 0;
@@ -1881,9 +1982,12 @@ START_TEST(weft_client_talks_to_a_node_tls_server_both_certs_checked)
     SKIP_UNDER_VALGRIND();
     if (!have("node"))
         ck_abort_msg("node not found: the interop tests need Node.js");
-    char *argv[] = {"node", TLS_DIR "/node_tls_server.js",
-                    (char *)cp("server.pem"), (char *)cp("server.key"),
-                    (char *)cp("ca.pem"), NULL};
+    char *argv[] = {"node",
+                    TLS_DIR "/node_tls_server.js",
+                    (char *)cp("server.pem"),
+                    (char *)cp("server.key"),
+                    (char *)cp("ca.pem"),
+                    NULL};
     child srv = spawn(argv, NULL);
     char line[64];
     int port = 0;
@@ -1910,9 +2014,12 @@ START_TEST(weft_client_rejects_a_node_server_with_a_self_signed_cert)
     SKIP_UNDER_VALGRIND();
     if (!have("node"))
         ck_abort_msg("node not found: the interop tests need Node.js");
-    char *argv[] = {"node", TLS_DIR "/node_tls_server.js",
+    char *argv[] = {"node",
+                    TLS_DIR "/node_tls_server.js",
                     (char *)cp("selfsigned.pem"),
-                    (char *)cp("selfsigned.key"), (char *)cp("ca.pem"), NULL};
+                    (char *)cp("selfsigned.key"),
+                    (char *)cp("ca.pem"),
+                    NULL};
     child srv = spawn(argv, NULL);
     char line[64];
     int port = 0;
@@ -1931,7 +2038,7 @@ START_TEST(weft_client_rejects_a_node_server_with_a_self_signed_cert)
 }
 END_TEST
 
-/* ---- the examples --------------------------------------------------------- */
+/* ---- the examples -------------------------------------------------------- */
 
 #define EXAMPLES WEFT_BINARY_DIR "/examples/"
 
@@ -1941,8 +2048,11 @@ START_TEST(examples_tls_echo_server_and_tls_client_talk_then_stop_cleanly)
     ck_assert_msg(access(EXAMPLES "tls-echo-server", X_OK) == 0 &&
                       access(EXAMPLES "tls-client", X_OK) == 0,
                   "examples not built");
-    char *sargv[] = {EXAMPLES "tls-echo-server", (char *)cp("server.pem"),
-                     (char *)cp("server.key"), (char *)cp("ca.pem"), "0",
+    char *sargv[] = {EXAMPLES "tls-echo-server",
+                     (char *)cp("server.pem"),
+                     (char *)cp("server.key"),
+                     (char *)cp("ca.pem"),
+                     "0",
                      NULL};
     child srv = spawn(sargv, NULL);
     char line[256];
@@ -1954,9 +2064,16 @@ START_TEST(examples_tls_echo_server_and_tls_client_talk_then_stop_cleanly)
     ck_assert_msg(p != NULL, "tls-echo-server printed '%s'", line);
     char port[16];
     snprintf(port, sizeof(port), "%s", p + 6);
-    char *cargv[] = {EXAMPLES "tls-client", "--ca", (char *)cp("ca.pem"),
-                     "--cert", (char *)cp("client.pem"), "--key",
-                     (char *)cp("client.key"), "localhost", port, "hi there",
+    char *cargv[] = {EXAMPLES "tls-client",
+                     "--ca",
+                     (char *)cp("ca.pem"),
+                     "--cert",
+                     (char *)cp("client.pem"),
+                     "--key",
+                     (char *)cp("client.key"),
+                     "localhost",
+                     port,
+                     "hi there",
                      NULL};
     child cli = spawn(cargv, NULL);
     char out[1024];
@@ -1985,18 +2102,25 @@ static void remove_certs(void)
 
 int main(void)
 {
-    snprintf(cert_dir, sizeof(cert_dir), "/tmp/weft-tls-XXXXXX");
-    if (mkdtemp(cert_dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "sh '%s' '%s' >/dev/null", GEN_CERTS,
-             cert_dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "%s failed\n", GEN_CERTS);
-        remove_certs();
-        return 1;
+    /* WEFT_TLS_CERTS: a directory gen-certs.sh already filled (kept); by
+     * default a fresh one, removed at exit. */
+    const char *given = getenv("WEFT_TLS_CERTS");
+    if (given != NULL) {
+        snprintf(cert_dir, sizeof(cert_dir), "%s", given);
+    } else {
+        snprintf(cert_dir, sizeof(cert_dir), "/tmp/weft-tls-XXXXXX");
+        if (mkdtemp(cert_dir) == NULL) {
+            perror("mkdtemp");
+            return 1;
+        }
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "sh '%s' '%s' >/dev/null", GEN_CERTS,
+                 cert_dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "%s failed\n", GEN_CERTS);
+            remove_certs();
+            return 1;
+        }
     }
 
     Suite *s = suite_create("tls");
@@ -2017,9 +2141,11 @@ int main(void)
 
     tc = tu_tcase("session");
     tcase_add_test(tc, handshake_then_plaintext_data_and_clean_end_both_sides);
+    tcase_add_loop_test(tc, default_client_credentials_trust_the_system_store,
+                        0, 2);
     tcase_add_test(tc, peer_certificate_fields_match_openssl_x509);
-    tcase_add_test(tc,
-                   credentials_survive_the_callers_unref_while_streams_use_them);
+    tcase_add_test(
+        tc, credentials_survive_the_callers_unref_while_streams_use_them);
     tcase_add_test(
         tc, set_secure_refuses_wrong_credentials_and_plain_streams_say_so);
     tcase_add_test(tc, truncation_without_close_notify_is_an_error);
@@ -2043,14 +2169,15 @@ int main(void)
                         0, nbad);
     tcase_add_loop_test(tc, client_rejects_each_bad_certificate_by_default, 0,
                         nbad);
-    tcase_add_loop_test(tc,
-                        server_with_ca_requests_a_client_certificate_and_tells,
-                        0, nclient);
+    tcase_add_loop_test(
+        tc, server_with_ca_requests_a_client_certificate_and_tells, 0, nclient);
     tcase_add_test(
         tc, server_requiring_a_certificate_fails_the_handshake_without_one);
     tcase_add_loop_test(tc, sni_picks_credentials_by_name_exact_before_wildcard,
                         0, 5);
     tcase_add_test(tc, sni_credentials_bring_their_own_client_ca);
+    tcase_add_loop_test(
+        tc, unix_socket_client_without_a_name_fails_the_name_check, 0, 2);
     tcase_add_test(tc, alpn_server_preference_wins_among_the_clients_offer);
     tcase_add_test(tc, alpn_without_overlap_fails_the_handshake);
     suite_add_tcase(s, tc);
@@ -2073,6 +2200,7 @@ int main(void)
     suite_add_tcase(s, tc);
 
     int rc = tu_run_suite(s);
-    remove_certs();
+    if (given == NULL)
+        remove_certs();
     return rc;
 }

@@ -27,21 +27,27 @@
 #   client-expired.pem/.key     a client cert signed by ca, expired
 #   wildcard.pem wildcard.key   SAN DNS:*.example.com (signed by ca)
 #   exact.pem exact.key         SAN DNS:exact.test (signed by ca)
+#   system-ca/                  ca.pem under its hashed name, to stand in
+#                               for the system store (SSL_CERT_DIR)
 set -eu
 
-out=${1:?usage: gen-certs.sh OUTDIR [--rsa]}
+# No `cd`: every path is spelled out, so that the tools run in the
+# caller's directory (valgrind's --trace-children re-reads its options,
+# relative paths included, in each child).
+o=${1:?usage: gen-certs.sh OUTDIR [--rsa]}
 rsa=${2:-}
-mkdir -p "$out"
-cd "$out"
+mkdir -p "$o"
+o=$(cd "$o" && pwd)
+cnf=$o/ca.cnf
 
-cat > ca.cnf <<'CNF'
+cat > "$cnf" <<CNF
 [ca]
 default_ca = weft_ca
 [weft_ca]
-dir = .
-database = $dir/index.txt
-new_certs_dir = $dir/newcerts
-serial = $dir/serial
+dir = $o
+database = \$dir/index.txt
+new_certs_dir = \$dir/newcerts
+serial = \$dir/serial
 default_md = sha256
 policy = policy_any
 unique_subject = no
@@ -88,14 +94,14 @@ CNF
 
 ec_key() {
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-        -out "$1" 2>/dev/null
+        -out "$o/$1" 2>/dev/null
 }
 
 # A root CA: name, subject.
 root() {
     ec_key "$1.key"
-    openssl req -new -x509 -config ca.cnf -key "$1.key" -subj "$2" \
-        -days 3650 -sha256 -extensions v3_ca -out "$1.pem"
+    openssl req -new -x509 -config "$cnf" -key "$o/$1.key" -subj "$2" \
+        -days 3650 -sha256 -extensions v3_ca -out "$o/$1.pem"
 }
 
 # A certificate signed by CA $2: name, ca, subject, extensions section,
@@ -103,35 +109,36 @@ root() {
 sign() {
     name=$1 ca=$2 subj=$3 ext=$4
     shift 4
-    [ -f "$name.key" ] || ec_key "$name.key"
-    openssl req -new -config ca.cnf -key "$name.key" -subj "$subj" \
-        -out "$name.csr"
-    rm -rf newcerts index.txt*
-    mkdir newcerts
-    : > index.txt
-    openssl rand -hex 8 > serial
-    openssl ca -batch -config ca.cnf -cert "$ca.pem" -keyfile "$ca.key" \
-        -extfile ca.cnf -extensions "$ext" -preserveDN -notext \
-        -in "$name.csr" -out "$name.pem" "$@" 2>/dev/null
-    rm -f "$name.csr"
+    [ -f "$o/$name.key" ] || ec_key "$name.key"
+    openssl req -new -config "$cnf" -key "$o/$name.key" -subj "$subj" \
+        -out "$o/$name.csr"
+    rm -rf "$o/newcerts" "$o"/index.txt*
+    mkdir "$o/newcerts"
+    : > "$o/index.txt"
+    openssl rand -hex 8 > "$o/serial"
+    openssl ca -batch -config "$cnf" -cert "$o/$ca.pem" \
+        -keyfile "$o/$ca.key" -extfile "$cnf" -extensions "$ext" \
+        -preserveDN -notext -in "$o/$name.csr" -out "$o/$name.pem" "$@" \
+        2>/dev/null
+    rm -f "$o/$name.csr"
 }
 
 root ca "/O=weft test/CN=weft test CA"
 root other-ca "/O=weft other/CN=weft other CA"
 
 sign server ca "/O=weft test/CN=localhost" v3_server -days 825
-openssl pkey -in server.key -aes256 -passout pass:weft-pass \
-    -out server-enc.key
+openssl pkey -in "$o/server.key" -aes256 -passout pass:weft-pass \
+    -out "$o/server-enc.key"
 
 if [ "$rsa" = --rsa ]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
-        -out server-rsa.key 2>/dev/null
+        -out "$o/server-rsa.key" 2>/dev/null
     sign server-rsa ca "/O=weft test/CN=localhost" v3_server -days 825
 fi
 
 sign inter ca "/O=weft test/CN=weft test intermediate" v3_inter -days 3650
 sign leaf-inter inter "/O=weft test/CN=localhost" v3_server -days 825
-cat leaf-inter.pem inter.pem > leaf-inter-chain.pem
+cat "$o/leaf-inter.pem" "$o/inter.pem" > "$o/leaf-inter-chain.pem"
 
 sign client ca "/O=weft test/CN=weft client" v3_client -days 825
 sign expired ca "/O=weft test/CN=localhost" v3_server \
@@ -142,16 +149,20 @@ sign wronghost ca "/O=weft test/CN=wrong.example" v3_wrong -days 825
 sign wildcard ca "/O=weft test/CN=*.example.com" v3_wildcard -days 825
 sign exact ca "/O=weft test/CN=exact.test" v3_exact -days 825
 sign untrusted other-ca "/O=weft other/CN=localhost" v3_server -days 825
-cat untrusted.pem other-ca.pem > untrusted-chain.pem
+cat "$o/untrusted.pem" "$o/other-ca.pem" > "$o/untrusted-chain.pem"
 sign client-untrusted other-ca "/O=weft other/CN=weft client" v3_client \
     -days 825
 sign client-expired ca "/O=weft test/CN=weft client" v3_client \
     -startdate 20200101000000Z -enddate 20200102000000Z
 
 ec_key selfsigned.key
-openssl req -new -x509 -config ca.cnf -key selfsigned.key \
+openssl req -new -x509 -config "$cnf" -key "$o/selfsigned.key" \
     -subj "/O=weft test/CN=localhost" -days 825 -sha256 \
     -addext "subjectAltName = DNS:localhost, IP:127.0.0.1" \
-    -addext "basicConstraints = CA:FALSE" -out selfsigned.pem
+    -addext "basicConstraints = CA:FALSE" -out "$o/selfsigned.pem"
 
-rm -rf newcerts index.txt* serial* ca.cnf
+mkdir -p "$o/system-ca"
+cp "$o/ca.pem" "$o/system-ca/"
+openssl rehash "$o/system-ca"
+
+rm -rf "$o/newcerts" "$o"/index.txt* "$o"/serial* "$cnf"
