@@ -76,6 +76,7 @@ enum stream_flag {
     F_HANDSHAKING = 1u << 18,
     F_SECURE = 1u << 19, /* handshake done: 'secure' emitted */
     F_NOTIFY_PENDING = 1u << 20, /* close_notify waits for room */
+    F_END_PENDING = 1u << 21, /* paused by the last 'data': 'end' waits */
 };
 
 /* Options that survive a reconnect of the same stream. */
@@ -87,6 +88,7 @@ enum stream_bits {
     B_CLOSE = 4,     /* emit [error,] close */
     B_HANDSHAKE = 8, /* start or continue the TLS handshake */
     B_READ = 16,     /* TLS holds plaintext the fd will not announce */
+    B_END = 32,      /* resumed with 'end' held back */
 };
 
 /*
@@ -369,15 +371,8 @@ static void emit_decoded(weft_stream *s, const char *buf, size_t n, bool end)
     emit_data(s, loop->dbuf, m);
 }
 
-static void on_eof(weft_stream *s)
+static void emit_end(weft_stream *s)
 {
-    s->flags &= ~F_READABLE;
-    s->flags |= F_PEER_ENDED;
-    update_io(s);
-    if (s->dec.enc != WEFT__ENC_RAW)
-        emit_decoded(s, NULL, 0, true);
-    if (has(s, F_DESTROYED))
-        return;
     WEFT__EMIT(&s->em, EV_end, weft_stream_end_cb, s);
     if (has(s, F_DESTROYED))
         return;
@@ -387,6 +382,24 @@ static void on_eof(weft_stream *s)
         weft_stream_end(s, NULL, 0);
     if (!has(s, F_DESTROYED))
         maybe_finish(s);
+}
+
+static void on_eof(weft_stream *s)
+{
+    s->flags &= ~F_READABLE;
+    s->flags |= F_PEER_ENDED;
+    update_io(s);
+    if (s->dec.enc != WEFT__ENC_RAW)
+        emit_decoded(s, NULL, 0, true);
+    if (has(s, F_DESTROYED))
+        return;
+    /* The decoder's last 'data' may have paused the stream: no 'end'
+     * while paused; resume() brings it. */
+    if (has(s, F_PAUSED)) {
+        s->flags |= F_END_PENDING;
+        return;
+    }
+    emit_end(s);
 }
 
 /* One read through the transport: bytes, 0 at a clean end, or -errno /
@@ -1081,6 +1094,8 @@ void weft_stream_resume(weft_stream *s)
     update_io(s);
     if (s->tls != NULL && weft__tls_pending(s->tls))
         weft__handle_defer(&s->h, B_READ);
+    if (has(s, F_END_PENDING))
+        weft__handle_defer(&s->h, B_END);
 }
 
 bool weft_stream_is_paused(const weft_stream *s)
@@ -1449,6 +1464,11 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
         drive_handshake(s);
     if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
         do_read(s);
+    if ((bits & B_END) && has(s, F_END_PENDING) &&
+        !has(s, F_PAUSED | F_DESTROYED)) {
+        s->flags &= ~F_END_PENDING;
+        emit_end(s);
+    }
     if ((bits & B_CLOSE) || (s->h.bits & B_CLOSE)) {
         s->h.bits &= (uint16_t)~B_CLOSE;
         emit_close(s);

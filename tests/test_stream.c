@@ -556,6 +556,13 @@ END_TEST
 
 /* ---- pause / resume --------------------------------------------------- */
 
+static void resume_later_stream(weft_timer *t, void *ctx)
+{
+    (void)t;
+    tu_log("resumed");
+    weft_stream_resume(ctx);
+}
+
 typedef struct {
     weft_stream *c;
     size_t got;
@@ -601,6 +608,33 @@ START_TEST(pause_stops_data_until_resume)
     ck_assert_str_eq(tu_log_str(), "got-while-paused:0,end:closed");
     ck_assert_uint_eq(ps.got, 10);
     ck_assert_int_eq(ps.data_while_paused, 0);
+}
+END_TEST
+
+/* Regression (found by the churn test): the decoder's flush at EOF emits
+ * a last 'data'; a listener that pauses there must hold back 'end'. */
+static void pause_on_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)ctx;
+    tu_logf("data:%.*s:%s", (int)n, d, state(s));
+    weft_stream_pause(s);
+    weft_set_timeout(tu_loop, 50, resume_later_stream, s);
+}
+
+START_TEST(end_waits_for_resume_after_the_decoder_flush_pauses)
+{
+    echo e = {0};
+    echo_start(&e);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, e.port, "127.0.0.1", &c),
+                     0);
+    /* One byte in base64: held by the decoder until the end flushes it. */
+    weft_stream_set_encoding(c, "base64");
+    weft_stream_end_string(c, "A", NULL);
+    weft_stream_on_data(c, pause_on_data, NULL);
+    weft_stream_on_end(c, l_end, NULL);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "data:QQ==:closed,resumed,end:closed");
 }
 END_TEST
 
@@ -804,6 +838,7 @@ int main(void)
     tcase_add_test(tc, end_with_data_writes_then_half_closes);
     tcase_add_test(tc, destroy_closes_at_once_and_close_follows_once);
     tcase_add_test(tc, pause_stops_data_until_resume);
+    tcase_add_test(tc, end_waits_for_resume_after_the_decoder_flush_pauses);
     tcase_add_test(
         tc, set_timeout_emits_timeout_without_closing_and_rearms_on_activity);
     tcase_add_test(tc, set_timeout_zero_disables_the_idle_timeout);
