@@ -749,7 +749,13 @@ static void connected(weft_stream *s)
         x->servername = strdup(x->conn->host);
     free_connect(s);
     apply_options(s);
-    touch(s);
+    /* setTimeout() is sticky like the socket options: a stream reused
+     * from its 'close' keeps its idle timeout (teardown disarmed it). */
+    if (x->timeout_ms > 0) {
+        s->flags &= ~F_TIMED_OUT;
+        x->last_active = s->h.loop->now;
+        weft__timer_arm(s->h.loop, &x->idle, x->last_active + x->timeout_ms);
+    }
     if (has(s, F_TLS_WANTED))
         start_tls(s);
     update_io(s);

@@ -700,6 +700,43 @@ START_TEST(set_timeout_zero_disables_the_idle_timeout)
 }
 END_TEST
 
+/* Regression (found by the stress suite): a stream reused from its own
+ * 'close' keeps its idle timeout. */
+static int reuse_round;
+
+static void timeout_then_destroy(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    tu_logf("timeout:%d", reuse_round);
+    weft_stream_destroy(s);
+}
+
+static void reconnect_once(weft_stream *s, bool had_error, void *ctx)
+{
+    echo *e = ctx;
+    (void)had_error;
+    if (reuse_round++ == 0)
+        ck_assert_int_eq(weft_stream_connect(s, e->port, "127.0.0.1"), 0);
+    else
+        weft_server_close(e->srv);
+}
+
+START_TEST(set_timeout_survives_reconnecting_a_closed_stream)
+{
+    echo e = {0};
+    e.srv = tu_server(echo_conn, &e, &e.port);
+    reuse_round = 0;
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, e.port, "127.0.0.1", &c),
+                     0);
+    ck_assert_int_eq(weft_stream_set_timeout(c, 30), 0);
+    weft_stream_on_timeout(c, timeout_then_destroy, NULL);
+    weft_stream_on_close(c, reconnect_once, &e);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "timeout:0,timeout:1");
+}
+END_TEST
+
 /* ---- setNoDelay / setKeepAlive / remoteAddress ------------------------ */
 
 static int opt(int fd, int level, int name)
@@ -842,6 +879,7 @@ int main(void)
     tcase_add_test(
         tc, set_timeout_emits_timeout_without_closing_and_rearms_on_activity);
     tcase_add_test(tc, set_timeout_zero_disables_the_idle_timeout);
+    tcase_add_test(tc, set_timeout_survives_reconnecting_a_closed_stream);
     tcase_add_test(tc, set_no_delay_and_set_keep_alive_set_the_socket_options);
     tcase_add_test(tc, remote_address_on_server_side_streams_is_the_peer_ip);
     tcase_add_test(tc, bytes_read_and_written_count_the_wire_bytes);

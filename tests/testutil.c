@@ -260,8 +260,7 @@ void tu_pattern(void *buf, uint64_t off, size_t len, uint64_t seed)
     }
 }
 
-size_t tu_pattern_diff(const void *buf, uint64_t off, size_t len,
-                       uint64_t seed)
+size_t tu_pattern_diff(const void *buf, uint64_t off, size_t len, uint64_t seed)
 {
     const unsigned char *p = buf;
     unsigned char want[4096];
