@@ -67,9 +67,11 @@ void weft__io_close(weft_loop *loop, weft__io *io)
 {
     if (io->fd < 0)
         return;
-    /* close() drops the registration with the last reference to the file;
-     * an explicit DEL is needed only if the fd might have been dup'ed,
-     * which weft never does, except for fds a user handed over. */
+    /* close() drops the registration only with the last reference to the
+     * open file: a child forked without exec, or a dup of a listenFD fd,
+     * keeps it alive, and its events would then reach freed memory. The
+     * DEL costs one syscall per connection and rules that out (libuv
+     * makes the same choice). */
     if (io->added)
         epoll_ctl(loop->backend_fd, EPOLL_CTL_DEL, io->fd, NULL);
     close(io->fd);
