@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1336,6 +1337,82 @@ START_TEST(tls_client_to_a_plain_server_errors_clearly)
 }
 END_TEST
 
+/* A handshake flood: peers that connect (some send half a ClientHello)
+ * and never finish. With setTimeout on accepted streams the server
+ * reclaims every one; none ever emits 'secure'. */
+#define FLOOD 40
+
+typedef struct {
+    weft_server *srv;
+    weft_credentials *creds;
+    int accepted, timeouts, closes, secures;
+} flood_state;
+
+static void flood_timeout(weft_stream *s, void *ctx)
+{
+    flood_state *f = ctx;
+    f->timeouts++;
+    weft_stream_destroy(s);
+}
+
+static void flood_secure(weft_stream *s, void *ctx)
+{
+    (void)s;
+    ((flood_state *)ctx)->secures++;
+}
+
+static void flood_close(weft_stream *s, bool had_error, void *ctx)
+{
+    flood_state *f = ctx;
+    (void)s;
+    (void)had_error;
+    if (++f->closes == FLOOD)
+        weft_server_close(f->srv);
+}
+
+static void flood_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    flood_state *f = ctx;
+    (void)srv;
+    f->accepted++;
+    ck_assert_int_eq(weft_stream_set_secure(s, f->creds), 0);
+    ck_assert_int_eq(weft_stream_set_timeout(s, 100), 0);
+    weft_stream_on_timeout(s, flood_timeout, f);
+    weft_stream_on_secure(s, flood_secure, f);
+    weft_stream_on_close(s, flood_close, f);
+}
+
+START_TEST(handshake_flood_that_never_finishes_is_reclaimed_by_timeouts)
+{
+    static flood_state f;
+    memset(&f, 0, sizeof(f));
+    f.creds = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    f.srv = tu_server(flood_conn, &f, &port);
+    int fds[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sin = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)port)};
+        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ck_assert_int_eq(
+            connect(fds[i], (struct sockaddr *)&sin, sizeof(sin)), 0);
+        /* Every other peer stalls inside a record: a TLS handshake
+         * header announcing 512 bytes, then nothing. */
+        if (i % 2 == 0)
+            ck_assert_int_eq(send(fds[i], "\x16\x03\x01\x02\x00", 5, 0), 5);
+    }
+    run_for(10000);
+    for (int i = 0; i < FLOOD; i++)
+        close(fds[i]);
+    ck_assert_int_eq(f.accepted, FLOOD);
+    ck_assert_int_eq(f.timeouts, FLOOD);
+    ck_assert_int_eq(f.closes, FLOOD);
+    ck_assert_int_eq(f.secures, 0);
+    weft_credentials_unref(f.creds);
+}
+END_TEST
+
 /* ---- bulk and backpressure ----------------------------------------------- */
 
 #define BULK_FULL (16u << 20)
@@ -2156,6 +2233,8 @@ int main(void)
     tcase_add_test(tc, destroy_during_the_handshake_closes_without_secure);
     tcase_add_test(tc, server_destroys_mid_handshake_and_the_client_errors);
     tcase_add_test(tc, plain_text_to_a_tls_server_fails_its_handshake);
+    tcase_add_test(tc,
+                   handshake_flood_that_never_finishes_is_reclaimed_by_timeouts);
     tcase_add_test(tc, tls_client_to_a_plain_server_errors_clearly);
     tcase_add_test(tc, sixteen_mib_each_way_at_once_byte_exact);
     tcase_add_test(tc,
