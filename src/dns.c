@@ -152,7 +152,7 @@ int weft__dns_lookup(weft_loop *loop, const char *host, int port, bool passive,
     int err = ensure_wakeup(loop);
     if (err < 0)
         return err;
-    weft__dns_req *req = calloc(1, sizeof(*req) + hlen + 1);
+    weft__dns_req *req = weft__calloc(1, sizeof(*req) + hlen + 1);
     if (req == NULL)
         return WEFT_ENOMEM;
     req->loop = loop;

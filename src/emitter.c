@@ -33,7 +33,7 @@ int weft__emitter_add(weft__emitter *em, int event, weft__fn fn, void *ctx,
         uint32_t cap = em->cap ? (uint32_t)em->cap * 2 : 1;
         if (cap > UINT16_MAX)
             return WEFT_ENOMEM;
-        weft__listener *v = realloc(em->v, cap * sizeof(*v));
+        weft__listener *v = weft__realloc(em->v, cap * sizeof(*v));
         if (v == NULL)
             return WEFT_ENOMEM;
         em->v = v;

@@ -53,6 +53,16 @@ static inline void weft__q_remove(weft__qnode *n)
     n->next = n->prev = n;
 }
 
+/* ---- allocation (alloc.c) ------------------------------------------- */
+
+void *weft__malloc(size_t n);
+void *weft__calloc(size_t n, size_t size);
+void *weft__realloc(void *p, size_t n);
+char *weft__strdup(const char *s);
+/* Tests only: the N-th allocation from now fails (0: none). */
+extern long weft__alloc_fail_at;
+extern long weft__alloc_failed;
+
 /* ---- errors ---------------------------------------------------------- */
 
 /* -errno, mapped so that every value is a WEFT_E* code weft knows. */

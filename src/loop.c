@@ -39,7 +39,7 @@ void weft__loop_update_time(weft_loop *loop)
 
 weft_loop *weft_loop_new(void)
 {
-    weft_loop *loop = calloc(1, sizeof(*loop));
+    weft_loop *loop = weft__calloc(1, sizeof(*loop));
     if (loop == NULL)
         return NULL;
     weft__q_init(&loop->handles);
@@ -47,7 +47,7 @@ weft_loop *weft_loop_new(void)
     weft__q_init(&loop->dns_reqs);
     weft__q_init(&loop->dns_done);
     weft__io_init(&loop->dns_io, -1, NULL);
-    loop->rbuf = malloc(WEFT__READ_BUF + 1);
+    loop->rbuf = weft__malloc(WEFT__READ_BUF + 1);
     if (loop->rbuf == NULL)
         goto out_free;
     int err = weft__poll_init(loop);

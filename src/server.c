@@ -70,7 +70,7 @@ weft_server *weft_create_server(weft_loop *loop, weft_server_connection_cb cb,
     loop = weft__loop(loop);
     if (loop == NULL)
         return NULL;
-    weft_server *s = calloc(1, sizeof(*s));
+    weft_server *s = weft__calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     weft__handle_init(loop, &s->h, WEFT__SERVER);
@@ -266,7 +266,7 @@ int weft_server_listen(weft_server *s, int port, const char *host,
         return err;
     }
     s->port = port;
-    s->host = strdup(host);
+    s->host = weft__strdup(host);
     s->state = RESOLVING;
     weft__handle_start(&s->h);
     return 0;
@@ -283,7 +283,7 @@ int weft_server_listen_path(weft_server *s, const char *path,
     int err = weft__unix_addr(path, &addr);
     if (err < 0)
         return err;
-    char *copy = strdup(path);
+    char *copy = weft__strdup(path);
     if (copy == NULL)
         return WEFT_ENOMEM;
     err = listened(s, open_listener(s, &addr), cb, ctx);

@@ -169,7 +169,7 @@ static void teardown(weft_stream *s);
 static stream_extra *extra(weft_stream *s)
 {
     if (s->x == NULL) {
-        s->x = calloc(1, sizeof(*s->x));
+        s->x = weft__calloc(1, sizeof(*s->x));
         if (s->x != NULL)
             s->x->s = s;
     }
@@ -200,7 +200,7 @@ static void fail(weft_stream *s, int err, const char *syscall,
     if (x != NULL) {
         free(x->errmsg);
         size_t n = strlen(syscall) + (detail ? strlen(detail) : 0) + 40;
-        x->errmsg = malloc(n);
+        x->errmsg = weft__malloc(n);
         if (x->errmsg != NULL)
             snprintf(x->errmsg, n, "%s %s%s%s", syscall, weft_err_name(err),
                      detail ? " " : "", detail ? detail : "");
@@ -354,7 +354,7 @@ static void emit_decoded(weft_stream *s, const char *buf, size_t n, bool end)
     if (loop->dbuf_size < need) {
         size_t size = need < 3 * WEFT__READ_BUF + 64 ? 3 * WEFT__READ_BUF + 64
                                                      : need;
-        char *d = realloc(loop->dbuf, size);
+        char *d = weft__realloc(loop->dbuf, size);
         if (d == NULL) {
             fail(s, WEFT_ENOMEM, "decode", NULL);
             return;
@@ -491,7 +491,7 @@ static int enqueue(weft_stream *s, const char *data, size_t len)
         t->len += len;
     } else {
         size_t cap = len < CHUNK_MIN ? CHUNK_MIN : len;
-        chunk *c = malloc(sizeof(*c) + cap);
+        chunk *c = weft__malloc(sizeof(*c) + cap);
         if (c == NULL)
             return WEFT_ENOMEM;
         c->next = NULL;
@@ -663,7 +663,7 @@ static int with_encoded(weft_stream *s, const char *str, const char *encoding,
         return fn(s, str, len);
     uint8_t stackbuf[512];
     size_t max = weft__encode_max(enc, len);
-    uint8_t *buf = max <= sizeof(stackbuf) ? stackbuf : malloc(max);
+    uint8_t *buf = max <= sizeof(stackbuf) ? stackbuf : weft__malloc(max);
     if (buf == NULL)
         return WEFT_ENOMEM;
     size_t n = weft__encode(enc, str, len, buf);
@@ -746,7 +746,7 @@ static void connected(weft_stream *s)
      * setSecure() may come later, so keep the name now. */
     if (!has(s, F_UNIX) && x->servername == NULL && x->conn != NULL &&
         x->conn->host[0] != '\0')
-        x->servername = strdup(x->conn->host);
+        x->servername = weft__strdup(x->conn->host);
     free_connect(s);
     apply_options(s);
     /* setTimeout() is sticky like the socket options: a stream reused
@@ -927,7 +927,7 @@ int weft_stream_connect(weft_stream *s, int port, const char *host)
     size_t hlen = strlen(host);
     if (hlen > 1024)
         return WEFT_EINVAL;
-    connect_req *c = calloc(1, sizeof(*c) + hlen + 1);
+    connect_req *c = weft__calloc(1, sizeof(*c) + hlen + 1);
     if (c == NULL)
         return WEFT_ENOMEM;
     memcpy(c->host, host, hlen + 1);
@@ -955,7 +955,7 @@ int weft_stream_connect_path(weft_stream *s, const char *path)
     err = prepare_connect(s);
     if (err < 0)
         return err;
-    connect_req *c = calloc(1, sizeof(*c) + 1);
+    connect_req *c = weft__calloc(1, sizeof(*c) + 1);
     if (c == NULL)
         return WEFT_ENOMEM;
     return start_connect(s, c, &addr);
@@ -966,7 +966,7 @@ weft_stream *weft_stream_new(weft_loop *loop)
     loop = weft__loop(loop);
     if (loop == NULL)
         return NULL;
-    weft_stream *s = calloc(1, sizeof(*s));
+    weft_stream *s = weft__calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     weft__handle_init(loop, &s->h, WEFT__STREAM);
@@ -1227,7 +1227,7 @@ const char *weft_stream_remote_address(weft_stream *s)
         weft__address_from(&a.u.sa, a.len, &addr) < 0)
         return NULL;
     stream_extra *x = extra(s);
-    if (x == NULL || (x->remote = strdup(addr.address)) == NULL)
+    if (x == NULL || (x->remote = weft__strdup(addr.address)) == NULL)
         return NULL;
     x->remote_port = addr.port;
     return x->remote;
@@ -1409,7 +1409,7 @@ int weft_stream_set_servername(weft_stream *s, const char *servername)
     if (s->tls != NULL || s->server != NULL)
         return WEFT_ESTATE;
     stream_extra *x = extra(s);
-    char *copy = strdup(servername);
+    char *copy = weft__strdup(servername);
     if (x == NULL || copy == NULL) {
         free(copy);
         return WEFT_ENOMEM;

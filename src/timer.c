@@ -77,7 +77,7 @@ void weft__timer_arm(weft_loop *loop, weft__timer *t, uint64_t due)
     weft__timer_disarm(loop, t);
     if (loop->heap_n == loop->heap_cap) {
         uint32_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        weft__timer **heap = realloc(loop->heap, cap * sizeof(*heap));
+        weft__timer **heap = weft__realloc(loop->heap, cap * sizeof(*heap));
         if (heap == NULL)
             return;
         loop->heap = heap;
@@ -147,7 +147,7 @@ static weft_timer *timer_start(weft_loop *loop, uint64_t ms, uint64_t repeat,
     loop = weft__loop(loop);
     if (loop == NULL || cb == NULL)
         return NULL;
-    weft_timer *timer = calloc(1, sizeof(*timer));
+    weft_timer *timer = weft__calloc(1, sizeof(*timer));
     if (timer == NULL)
         return NULL;
     weft__handle_init(loop, &timer->h, WEFT__TIMER);

@@ -595,7 +595,7 @@ static int parse_alpn(const char *list, weft_credentials *c, cred_err *ce)
         cred_fail(ce, WEFT_EINVAL, "alpn: empty or too long list");
         return -1;
     }
-    c->alpn = malloc(n + 1);
+    c->alpn = weft__malloc(n + 1);
     if (c->alpn == NULL) {
         cred_fail(ce, WEFT_ENOMEM, "alpn: no memory");
         return -1;
@@ -808,7 +808,7 @@ weft_credentials *weft_credentials_new(const weft_credentials_options *opts,
         *err = 0;
     if (errbuf != NULL && errbuf_size > 0)
         errbuf[0] = '\0';
-    weft_credentials *c = calloc(1, sizeof(*c));
+    weft_credentials *c = weft__calloc(1, sizeof(*c));
     if (c == NULL) {
         cred_fail(&ce, WEFT_ENOMEM, "no memory");
         return NULL;
@@ -879,11 +879,11 @@ int weft_credentials_add_sni(weft_credentials *server, const char *name,
             return 0;
         }
     }
-    sni_entry *v = realloc(server->sni, (server->sni_n + 1) * sizeof(*v));
+    sni_entry *v = weft__realloc(server->sni, (server->sni_n + 1) * sizeof(*v));
     if (v == NULL)
         return WEFT_ENOMEM;
     server->sni = v;
-    char *copy = strdup(name);
+    char *copy = weft__strdup(name);
     if (copy == NULL)
         return WEFT_ENOMEM;
     for (char *p = copy; *p; p++)
@@ -911,7 +911,7 @@ static int client_setup(weft__tls *t, const char *servername)
         t->no_host = check;
         return 0;
     }
-    t->servername = strdup(servername);
+    t->servername = weft__strdup(servername);
     if (t->servername == NULL)
         return WEFT_ENOMEM;
     bool ip = weft_is_ip(servername) != 0;
@@ -939,7 +939,7 @@ int weft__tls_new(weft_credentials *creds, int fd, bool is_server,
         return WEFT_EINVAL;
     if (creds == NULL && is_server)
         return WEFT_EINVAL;
-    weft__tls *t = calloc(1, sizeof(*t));
+    weft__tls *t = weft__calloc(1, sizeof(*t));
     if (t == NULL)
         return WEFT_ENOMEM;
     t->is_server = is_server;

@@ -13,6 +13,7 @@
  * and the fixture finds no leaked memory or fd.
  */
 #include "fault.h"
+#include "internal.h"
 #include "testutil.h"
 
 #include <netdb.h>
@@ -123,13 +124,16 @@ static void on_error(weft_stream *s, int err, const char *msg, void *ctx)
     ck_assert_int_eq(p->closes, 0);
     p->had_error_event = true;
     sc.errors++;
-    if (err == sc.fc->code)
+    /* Allocation-failure runs may also see ENOMEM on the way. */
+    bool alloc_run = sc.fc->call == FAULT_NCALLS;
+    if (err == sc.fc->code) {
         sc.errors_with_code++;
-    else if (err != WEFT_ECONNRESET && err != WEFT_EPIPE)
+    } else if (err != WEFT_ECONNRESET && err != WEFT_EPIPE &&
+               !(alloc_run && err == WEFT_ENOMEM)) {
         sc.unexpected_errors++;
-    if (err != sc.fc->code && err != WEFT_ECONNRESET && err != WEFT_EPIPE)
         fprintf(stderr, "unexpected error %s (%s)\n", weft_err_name(err),
                 msg);
+    }
 }
 
 static void on_close(weft_stream *s, bool had_error, void *ctx)
@@ -205,6 +209,7 @@ static void a_close(weft_stream *s, bool had_error, void *ctx)
     sc.a_clean = !had_error;
     /* The loop must go on serving: B runs with the faults off. */
     fault_disarm_all();
+    weft__alloc_fail_at = 0;
     start_b();
 }
 
@@ -338,6 +343,82 @@ START_TEST(listen_returns_socket_bind_and_epoll_errors)
 }
 END_TEST
 
+/* ---- allocation failures ---------------------------------------------- */
+
+/*
+ * The N-th allocation weft makes after client A is set up fails, for
+ * every N up to past the last allocation of the exchange. Whatever
+ * fails (the accepted stream, a listener slot, an error message, a queue
+ * chunk, a lookup request), the result is an ENOMEM 'error' or a dropped
+ * connection: never a crash, a leak, a hang or a stuck loop.
+ */
+/* Steps 1..8 on a healthy exchange; 9..16 again with the client's first
+ * send failing (EPIPE), so that the error path's own allocations (the
+ * stream's side structure, the error message) fail too. */
+#define ALLOC_STEPS 16
+
+static void alloc_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)srv;
+    (void)ctx;
+    track(s);
+    /* A listener that cannot be added is the caller's to handle: here
+     * the connection is dropped. */
+    if (weft_stream_on_data(s, echo_data, NULL) < 0 ||
+        weft_stream_on_end(s, echo_end, NULL) < 0 ||
+        weft_stream_on_error(s, on_error, NULL) < 0 ||
+        weft_stream_on_close(s, on_close, NULL) < 0) {
+        sc.closes++; /* its close is not observed */
+        weft_stream_destroy(s);
+    }
+}
+
+static void arm_alloc_fault(weft_timer *t, void *ctx)
+{
+    (void)t;
+    weft__alloc_fail_at = *(long *)ctx;
+}
+
+static const fault_case alloc_case = {FAULT_NCALLS, ENOMEM, WEFT_ENOMEM,
+                                      E_DROPPED, "127.0.0.1"};
+static const fault_case alloc_epipe_case = {FAULT_NCALLS, EPIPE, WEFT_EPIPE,
+                                            E_DROPPED, "127.0.0.1"};
+
+START_TEST(each_failed_allocation_is_enomem_or_a_drop_and_the_loop_serves_on)
+{
+    memset(&sc, 0, sizeof(sc));
+    nps = 0;
+    sc.fc = _i >= 8 ? &alloc_epipe_case : &alloc_case;
+    sc.srv = tu_server(alloc_conn, NULL, &sc.port);
+    weft_server_on_error(sc.srv, on_server_error, NULL);
+    client("127.0.0.1", sc.a_got, a_close);
+    weft__alloc_failed = 0;
+    /* Armed from the loop's first timer phase, so that the test's own
+     * deadline timer (made by tu_run) is allocated first. */
+    static long step;
+    step = _i % 8 + 1;
+    if (_i >= 8)
+        fault_arm(FAULT_SEND, 1, 1, EPIPE);
+    weft_set_timeout(tu_loop, 0, arm_alloc_fault, &step);
+    tu_run(10000);
+    long failed = weft__alloc_failed;
+    weft__alloc_fail_at = 0;
+    ck_assert_msg(sc.b_done && sc.b_len == 4 &&
+                      memcmp(sc.b_got, "ping", 4) == 0,
+                  "allocation %d: the loop stopped serving", _i + 1);
+    ck_assert_msg(sc.unexpected_errors == 0, "allocation %d: unexpected errors",
+                  _i + 1);
+    ck_assert_int_eq(sc.closes, sc.streams);
+    /* Past the last allocation nothing fails and A completes. */
+    if (failed == 0 && _i < 8) {
+        fprintf(stderr, "alloc step %d: past the exchange's allocations\n",
+                _i + 1);
+        ck_assert(sc.a_clean);
+        ck_assert_uint_eq(sc.a_len, 4);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fault");
@@ -345,6 +426,9 @@ int main(void)
     tcase_add_loop_test(
         tc, each_injected_syscall_error_is_reported_and_the_loop_serves_on, 0,
         NCASES);
+    tcase_add_loop_test(
+        tc, each_failed_allocation_is_enomem_or_a_drop_and_the_loop_serves_on,
+        0, ALLOC_STEPS);
     tcase_add_test(tc, option_setters_return_setsockopt_errors);
     tcase_add_test(tc, listen_returns_socket_bind_and_epoll_errors);
     suite_add_tcase(s, tc);
