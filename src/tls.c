@@ -165,14 +165,16 @@ static void guard_begin(pipe_guard *g)
     g->active = !sigismember(&g->old, SIGPIPE);
 }
 
-/* `failed`: the call ended in an error, which is where a write that met
- * EPIPE (and raised SIGPIPE) shows. errno is kept. */
-static void guard_end(pipe_guard *g, bool failed)
+/* A SIGPIPE raised during the call is taken here. It is looked for after
+ * every call, not only failed ones: a read that returns "want read" may
+ * still have written (a ticket, an alert) into a peer that is gone
+ * (found by test_tls's destroy-inside-'secure' case). errno is kept. */
+static void guard_end(pipe_guard *g)
 {
     if (!g->active)
         return;
     int saved = errno;
-    if (failed) {
+    {
         sigset_t pend;
         if (sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
             sigset_t set;
@@ -186,11 +188,6 @@ static void guard_end(pipe_guard *g, bool failed)
     errno = saved;
 }
 
-/* Anything but "try again" and "clean end". */
-static bool hard_error(ssize_t code)
-{
-    return code < 0 && code != WEFT_EAGAIN;
-}
 
 /* ---- verification -------------------------------------------------------- */
 
@@ -1120,7 +1117,7 @@ int weft__tls_handshake(weft__tls *t, unsigned *want)
     errno = 0;
     int r = SSL_do_handshake(t->ssl);
     int code = r == 1 ? 0 : io_error(t, r, errno, OP_HANDSHAKE, want);
-    guard_end(&g, hard_error(code));
+    guard_end(&g);
     if (code < 0)
         return code;
     t->done = true;
@@ -1166,8 +1163,7 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
         }
         break;
     }
-    guard_end(&g, hard_error(result) ||
-                      (t->read_stashed && hard_error(t->read_stash)));
+    guard_end(&g);
     return got > 0 ? (ssize_t)got : result;
 }
 
@@ -1202,7 +1198,7 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
             result = r;
         break;
     }
-    guard_end(&g, hard_error(result));
+    guard_end(&g);
     return result < 0 ? result : (ssize_t)done;
 }
 
@@ -1232,7 +1228,7 @@ int weft__tls_shutdown(weft__tls *t)
     int r = SSL_shutdown(t->ssl);
     unsigned want = 0;
     int code = r >= 0 ? 0 : io_error(t, r, errno, OP_SHUTDOWN, &want);
-    guard_end(&g, hard_error(code));
+    guard_end(&g);
     if (code == 0)
         t->shut = true;
     return code;

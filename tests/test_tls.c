@@ -1337,6 +1337,39 @@ START_TEST(tls_client_to_a_plain_server_errors_clearly)
 }
 END_TEST
 
+/* Destroy, or end, from inside 'secure' (the one event test_callbacks
+ * leaves to this file): 'close' once, last, nothing after it. */
+static void secure_then(weft_stream *s, void *ctx)
+{
+    if (*(int *)ctx == 0)
+        weft_stream_destroy(s);
+    else
+        ck_assert_int_eq(weft_stream_end(s, NULL, 0), 0);
+}
+
+START_TEST(destroy_or_end_inside_secure_closes_once)
+{
+    static pair p;
+    static int mode;
+    memset(&p, 0, sizeof(p));
+    mode = _i;
+    pair_listen(&p, server_creds("server", NULL, NULL, 0, NULL));
+    weft_stream *c =
+        pair_client(&p, client_creds("ca.pem", NULL, 0, NULL), "localhost");
+    weft_stream_on_secure(c, secure_then, &mode);
+    run_for(10000);
+    ck_assert_str_eq(p.cl.log.buf,
+                     mode == 0 ? "secure,close:0" : "secure,end,close:0");
+    /* The server's stream closed exactly once too, and last. */
+    const char *sv = p.sv.log.buf;
+    const char *last = strstr(sv, "close:");
+    ck_assert_msg(last != NULL && strstr(last + 1, "close:") == NULL &&
+                      strchr(last, ',') == NULL,
+                  "server: %s", sv);
+    pair_done(&p);
+}
+END_TEST
+
 /* A handshake flood: peers that connect (some send half a ClientHello)
  * and never finish. With setTimeout on accepted streams the server
  * reclaims every one; none ever emits 'secure'. */
@@ -2235,6 +2268,7 @@ int main(void)
     tcase_add_test(tc, plain_text_to_a_tls_server_fails_its_handshake);
     tcase_add_test(tc,
                    handshake_flood_that_never_finishes_is_reclaimed_by_timeouts);
+    tcase_add_loop_test(tc, destroy_or_end_inside_secure_closes_once, 0, 2);
     tcase_add_test(tc, tls_client_to_a_plain_server_errors_clearly);
     tcase_add_test(tc, sixteen_mib_each_way_at_once_byte_exact);
     tcase_add_test(tc,
