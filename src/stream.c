@@ -703,17 +703,12 @@ int weft_stream_end(weft_stream *s, const void *data, size_t len)
     return 0;
 }
 
-static int end_bytes(weft_stream *s, const void *data, size_t len)
-{
-    return weft_stream_end(s, data, len);
-}
-
 int weft_stream_end_string(weft_stream *s, const char *str,
                            const char *encoding)
 {
     if (str == NULL)
         return weft_stream_end(s, NULL, 0);
-    return with_encoded(s, str, encoding, end_bytes);
+    return with_encoded(s, str, encoding, weft_stream_end);
 }
 
 /* ---- connect ---------------------------------------------------------- */
