@@ -2,8 +2,9 @@
  * bench/loadgen.c - a lean closed-loop load generator for the benchmark
  * servers. It exists because redis-benchmark and wrk saturate their own
  * core before a fast server saturates its one (see shared BENCH.md): this
- * one does no parsing, no histogram and no per-request allocation, so the
- * server, not the generator, is what gets measured.
+ * one does no parsing and no per-request allocation, and reads the clock
+ * once per wake-up (for batch round-trip percentiles), so the server, not
+ * the generator, is what gets measured.
  *
  * Modes (one line of key=value results on stdout, errors on stderr and a
  * non-zero exit):
@@ -47,6 +48,7 @@
 
 typedef struct lconn {
     int fd;
+    double sent_at;  /* req: when the current batch was sent */
     uint32_t got;    /* reply bytes of the current batch received */
     uint32_t unsent; /* bytes of the current batch not yet written */
     uint8_t checked; /* first reply compared */
@@ -194,6 +196,47 @@ static void print_cpu(double wall, double c0, double s0)
 static char *batch;
 static size_t batch_len, batch_reply_len;
 
+/*
+ * Round-trip times of whole batches (a batch's requests all wait for its
+ * last reply, as with redis-benchmark -P). Time is read once per wake-up,
+ * not per request, so the generator stays lean; a batch answered in the
+ * same wake-up it was sent in counts as 0. 10 us buckets up to 100 ms,
+ * and one overflow bucket.
+ */
+#define LAT_BUCKET_US 10
+#define LAT_BUCKETS 10001
+static unsigned long long lat_hist[LAT_BUCKETS];
+
+static void lat_record(double secs)
+{
+    long b = (long)(secs * 1e6 / LAT_BUCKET_US);
+    if (b < 0)
+        b = 0;
+    if (b >= LAT_BUCKETS)
+        b = LAT_BUCKETS - 1;
+    lat_hist[b]++;
+}
+
+/* The latency under which a fraction q of the batches came back, ms
+ * (upper edge of its bucket). */
+static double lat_quantile(double q)
+{
+    unsigned long long total = 0, seen = 0;
+    for (int i = 0; i < LAT_BUCKETS; i++)
+        total += lat_hist[i];
+    if (total == 0)
+        return 0;
+    unsigned long long want = (unsigned long long)(q * (double)total);
+    if (want >= total)
+        want = total - 1;
+    for (int i = 0; i < LAT_BUCKETS; i++) {
+        seen += lat_hist[i];
+        if (seen > want)
+            return (double)(i + 1) * LAT_BUCKET_US / 1000.0;
+    }
+    return (double)LAT_BUCKETS * LAT_BUCKET_US / 1000.0;
+}
+
 /* Writes what is left of c's batch; -1 on a dead connection. */
 static int flush_batch(int ep, lconn *c, uint32_t idx)
 {
@@ -241,6 +284,7 @@ static int mode_req(void)
     }
     for (int i = 0; i < nconn; i++) {
         conns[i].unsent = (uint32_t)batch_len;
+        conns[i].sent_at = now_s();
         if (flush_batch(ep, &conns[i], (uint32_t)i) < 0)
             die("send");
     }
@@ -258,6 +302,7 @@ static int mode_req(void)
                 break;
             measuring = true;
             done = 0;
+            memset(lat_hist, 0, sizeof(lat_hist));
             t0 = t;
             t_end = t + duration;
             c0 = self_cpu_s();
@@ -269,6 +314,7 @@ static int mode_req(void)
                 continue;
             die("epoll_wait");
         }
+        double woke = n > 0 ? now_s() : t;
         for (int k = 0; k < n; k++) {
             uint32_t idx = evs[k].data.u32;
             lconn *c = &conns[idx];
@@ -308,6 +354,8 @@ static int mode_req(void)
             if (c->got == batch_reply_len) {
                 c->got = 0;
                 done += (unsigned long long)pipeline;
+                lat_record(woke - c->sent_at);
+                c->sent_at = woke;
                 c->unsent = (uint32_t)batch_len;
                 if (flush_batch(ep, c, idx) < 0)
                     die("send");
@@ -315,7 +363,9 @@ static int mode_req(void)
         }
     }
     double wall = now_s() - t0;
-    printf("rps=%.0f requests=%llu secs=%.3f", (double)done / wall, done, wall);
+    printf("rps=%.0f requests=%llu secs=%.3f p50_ms=%.2f p99_ms=%.2f",
+           (double)done / wall, done, wall, lat_quantile(0.50),
+           lat_quantile(0.99));
     print_cpu(wall, c0, s0);
     if (server_pid > 0 && s0 >= 0 && done > 0)
         printf(" server_us_per_req=%.3f",
