@@ -133,9 +133,10 @@ static inline char *bench_build_replies(const char *reply, size_t len)
 static inline void bench_usage(const char *prog)
 {
     fprintf(stderr,
-            "usage: %s pong|http|sink PORT|PATH\n"
+            "usage: %s pong|http|sink PORT|PATH [WORKERS]\n"
             "  PATH (anything with a '/') is a Unix socket, else a TCP port"
-            " on 127.0.0.1\n",
+            " on 127.0.0.1;\n  WORKERS (weft_server only): processes"
+            " sharing the port with SO_REUSEPORT\n",
             prog);
     exit(2);
 }

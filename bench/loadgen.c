@@ -19,7 +19,9 @@
  *           server to close, so every byte was consumed. Prints GB/s.
  *   idle    opens K connections, each sends one PING and waits for its
  *           PONG, then all are held; prints the server's VmRSS growth per
- *           connection.
+ *           connection (the server and its child processes). -j N splits
+ *           the connections over N processes, each from its own loopback
+ *           source address, to pass one process's open-file limit.
  *   accept  C concurrent clients, each connecting, sending one request,
  *           reading its reply and closing, over and over. Prints conn/s.
  *   wait    retries connecting until the server accepts (startup).
@@ -43,6 +45,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +138,32 @@ static long proc_rss_kb(int pid)
     return kb;
 }
 
+/* VmRSS of `pid` and its child processes (a server with workers). */
+static long tree_rss_kb(int pid)
+{
+    long kb = proc_rss_kb(pid);
+    if (kb < 0)
+        return -1;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", pid, pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return kb;
+    int child;
+    while (fscanf(f, "%d", &child) == 1) {
+        long c = proc_rss_kb(child);
+        if (c > 0)
+            kb += c;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* idle -j: the loopback source address of this process's connections
+ * (0: the kernel's choice). One address gives ~28,000 ports towards one
+ * server port; each process of a 100,000-connection test takes its own. */
+static uint32_t source_ip;
+
 static socklen_t make_addr(struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof(*ss));
@@ -165,6 +194,19 @@ static int start_connect(bool nonblock)
     if (ss.ss_family == AF_INET && nodelay) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (ss.ss_family == AF_INET && source_ip != 0) {
+        /* The port is picked at connect(), per destination, not at bind. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(source_ip);
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
     }
     if (connect(fd, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
         int e = errno;
@@ -531,26 +573,16 @@ static void raise_nofile(void)
  * second later. */
 #define IDLE_OPEN_WINDOW 128
 
-static int mode_idle(void)
+/* Opens and holds `count` connections, one PING/PONG each; returns the
+ * seconds it took. Exits on failure. */
+static double hold_idle(lconn *conns, int count)
 {
-    raise_nofile();
-    if (server_pid <= 0) {
-        fprintf(stderr, "loadgen: idle needs -p SERVER_PID\n");
-        return 2;
-    }
-    one_request();
-    usleep(200 * 1000);
-    long rss0 = proc_rss_kb(server_pid);
-
-    lconn *conns = calloc((size_t)nconn, sizeof(lconn));
-    if (conns == NULL)
-        die("calloc");
     int ep = epoll_create1(EPOLL_CLOEXEC);
     int opened = 0, inflight = 0, held = 0;
     double t0 = now_s(), deadline = t0 + duration;
     struct epoll_event evs[512];
-    while (held < nconn) {
-        while (inflight < IDLE_OPEN_WINDOW && opened < nconn) {
+    while (held < count) {
+        while (inflight < IDLE_OPEN_WINDOW && opened < count) {
             if (slot_open(ep, &conns[opened], (uint32_t)opened) < 0)
                 die("connect");
             opened++;
@@ -560,7 +592,7 @@ static int mode_idle(void)
             fprintf(stderr,
                     "loadgen: only %d of %d connections answered "
                     "within %.0f s\n",
-                    held, nconn, duration);
+                    held, count, duration);
             exit(1);
         }
         int n = epoll_wait(ep, evs, 512, 100);
@@ -578,9 +610,114 @@ static int mode_idle(void)
             }
         }
     }
-    double open_s = now_s() - t0;
+    close(ep);
+    return now_s() - t0;
+}
+
+/* idle -j N: N processes each hold nconn / N connections from their own
+ * source address (127.0.0.2, .3, ...), since one process may hold at most
+ * the open-file limit. Each says "held" on `up` and keeps its connections
+ * until `down` closes. */
+static int jobs = 1;
+
+static void fork_holders(int count, const int upfd[2], const int downfd[2],
+                         pid_t *pids)
+{
+    for (int j = 0; j < jobs; j++) {
+        int share = count / jobs + (j < count % jobs ? 1 : 0);
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork");
+        if (pid > 0) {
+            pids[j] = pid;
+            continue;
+        }
+        /* Only the parent may hold the write end of `down`, or no
+         * holder would see it close. */
+        close(upfd[0]);
+        close(downfd[1]);
+        int up = upfd[1], down = downfd[0];
+        source_ip = 0x7f000002u + (uint32_t)j;
+        lconn *conns = calloc((size_t)share, sizeof(lconn));
+        if (conns == NULL)
+            die("calloc");
+        hold_idle(conns, share);
+        char ok = 1;
+        if (write(up, &ok, 1) != 1)
+            _exit(1);
+        while (read(down, &ok, 1) > 0)
+            ;
+        _exit(0);
+    }
+}
+
+static int mode_idle(void)
+{
+    if (jobs == 1)
+        raise_nofile();
+    else {
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if ((rlim_t)(nconn / jobs) + 16 > rl.rlim_cur) {
+            fprintf(stderr, "loadgen: %d connections over %d processes "
+                            "need more than the open file limit (%llu)\n",
+                    nconn, jobs, (unsigned long long)rl.rlim_cur);
+            exit(1);
+        }
+    }
+    if (server_pid <= 0) {
+        fprintf(stderr, "loadgen: idle needs -p SERVER_PID\n");
+        return 2;
+    }
+    /* Warm the server (each worker, most likely, when it has several). */
+    for (int i = 0; i < (jobs > 1 ? 64 : 1); i++)
+        one_request();
+    usleep(200 * 1000);
+    long rss0 = tree_rss_kb(server_pid);
+
+    double open_s;
+    lconn *conns = NULL;
+    if (jobs == 1) {
+        conns = calloc((size_t)nconn, sizeof(lconn));
+        if (conns == NULL)
+            die("calloc");
+        open_s = hold_idle(conns, nconn);
+    } else {
+        int upfd[2], downfd[2];
+        pid_t pids[64];
+        if (pipe(upfd) < 0 || pipe(downfd) < 0)
+            die("pipe");
+        double t0 = now_s();
+        fork_holders(nconn, upfd, downfd, pids);
+        close(upfd[1]);
+        close(downfd[0]);
+        char ok;
+        int ready = 0;
+        while (ready < jobs && read(upfd[0], &ok, 1) == 1)
+            ready++;
+        open_s = now_s() - t0;
+        if (ready < jobs) {
+            fprintf(stderr, "loadgen: %d of %d holder processes failed\n",
+                    jobs - ready, jobs);
+            close(downfd[1]);
+            exit(1);
+        }
+        usleep(300 * 1000);
+        long rss1 = tree_rss_kb(server_pid);
+        printf("conns=%d procs=%d rss_before_kb=%ld rss_after_kb=%ld "
+               "bytes_per_conn=%.0f open_secs=%.2f\n",
+               nconn, jobs, rss0, rss1, (double)(rss1 - rss0) * 1024.0 / nconn,
+               open_s);
+        fflush(stdout);
+        close(downfd[1]);
+        for (int j = 0; j < jobs; j++)
+            waitpid(pids[j], NULL, 0);
+        return 0;
+    }
     usleep(300 * 1000); /* let the server finish whatever a read started */
-    long rss1 = proc_rss_kb(server_pid);
+    long rss1 = tree_rss_kb(server_pid);
     printf("conns=%d rss_before_kb=%ld rss_after_kb=%ld bytes_per_conn=%.0f "
            "open_secs=%.2f\n",
            nconn, rss0, rss1, (double)(rss1 - rss0) * 1024.0 / nconn, open_s);
@@ -680,7 +817,7 @@ static void usage(void)
             "  req     -a ADDR -w pong|http -c CONNS -P PIPELINE -d SECS "
             "[-W WARMUP] [-p PID]\n"
             "  bulk    -a ADDR -g GIB -d MAX_SECS [-p PID]\n"
-            "  idle    -a ADDR -c CONNS -p PID [-d MAX_SECS]\n"
+            "  idle    -a ADDR -c CONNS -p PID [-d MAX_SECS] [-j PROCS]\n"
             "  accept  -a ADDR -w pong|http -c CONCURRENCY -d SECS "
             "[-W WARMUP] [-p PID]\n"
             "  wait    -a ADDR -d MAX_SECS\n"
@@ -696,7 +833,7 @@ int main(int argc, char **argv)
     const char *work = "pong";
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:c:P:d:W:g:p:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:c:P:d:W:g:p:w:j:")) != -1) {
         switch (opt) {
         case 'a':
             addr = optarg;
@@ -718,6 +855,13 @@ int main(int argc, char **argv)
             break;
         case 'p':
             server_pid = atoi(optarg);
+            break;
+        case 'j':
+            jobs = atoi(optarg);
+            if (jobs < 1 || jobs > 64) {
+                fprintf(stderr, "loadgen: -j is 1..64\n");
+                return 2;
+            }
             break;
         case 'w':
             work = optarg;

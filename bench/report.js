@@ -31,6 +31,7 @@ const WORKLOADS = {
   bulk_tcp: { label: 'bulk into a sink, 1 TCP conn', unit: 'GB/s', cost: 'ms/GB' },
   bulk_unix: { label: 'bulk into a sink, 1 Unix conn', unit: 'GB/s', cost: 'ms/GB' },
   idle: { label: 'idle conns, user RSS per conn', unit: 'B', cost: null, lower: true },
+  idle_many: { label: 'idle, IDLE_MANY conns (header), weft worker processes, user RSS per conn', unit: 'B', cost: null, lower: true },
   accept: { label: 'accept: connect+PING+close', unit: 'conn/s', cost: 'us/conn' },
 };
 const IMPLS = ['weft', 'raw', 'libuv', 'libevent', 'node'];

@@ -9,12 +9,26 @@
  * integer, no allocation), so a connection costs only what weft itself
  * allocates.
  *
- * usage: weft_server pong|http|sink PORT|PATH
+ * usage: weft_server pong|http|sink PORT|PATH [WORKERS]
+ *
+ * WORKERS > 1 (TCP only) forks that many processes, each with its own
+ * SO_REUSEPORT listener on the port handed to weft_server_listen_fd():
+ * the way to hold more connections than one process's open-file limit
+ * (the idle test's 100,000). All listeners exist before the first fork,
+ * so a client that connects once the port answers reaches any of them.
  */
 #include "common.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <weft.h>
 
@@ -62,10 +76,86 @@ static void on_error(weft_server *srv, int err, const char *msg, void *ctx)
     exit(1);
 }
 
+static int reuseport_listener(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        listen(fd, 511) < 0) {
+        fprintf(stderr, "weft_server: listener on %d: %s\n", port,
+                strerror(errno));
+        exit(1);
+    }
+    return fd;
+}
+
+static pid_t workers[64];
+static int nworkers;
+
+static void stop_workers(int sig)
+{
+    for (int i = 0; i < nworkers; i++)
+        kill(workers[i], sig);
+}
+
+/* The parent of WORKERS processes: forks, then waits for them all; a
+ * SIGTERM or SIGINT is passed on. Returns only in a worker, with the
+ * listener it serves. */
+static int fork_workers(int port, int n)
+{
+    int fds[64];
+    for (int i = 0; i < n; i++)
+        fds[i] = reuseport_listener(port);
+    for (int i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("weft_server: fork");
+            stop_workers(SIGTERM);
+            exit(1);
+        }
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            for (int j = 0; j < n; j++)
+                if (j != i)
+                    close(fds[j]);
+            return fds[i];
+        }
+        workers[nworkers++] = pid;
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    signal(SIGTERM, stop_workers);
+    signal(SIGINT, stop_workers);
+    int status, failed = 0;
+    for (int left = n; left > 0;) {
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        left--;
+        if (!WIFSIGNALED(status) && WEXITSTATUS(status) != 0)
+            failed = 1;
+    }
+    exit(failed);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3 || bench_parse_mode(argv[1], &mode) < 0)
+    if ((argc != 3 && argc != 4) || bench_parse_mode(argv[1], &mode) < 0)
         bench_usage(argv[0]);
+    int nw = argc == 4 ? atoi(argv[3]) : 1;
+    if (nw < 1 || nw > 64 || (nw > 1 && bench_is_path(argv[2]))) {
+        fprintf(stderr, "weft_server: WORKERS is 1..64, TCP only\n");
+        return 2;
+    }
     /* weft sends with MSG_NOSIGNAL and installs no handler: nothing to do
      * for SIGPIPE here. */
     struct rlimit rl;
@@ -81,6 +171,8 @@ int main(int argc, char **argv)
         replies = bench_build_replies(HTTP_REPLY, reply_len);
     }
 
+    /* Fork before weft exists: each worker gets its own loop. */
+    int lfd = nw > 1 ? fork_workers(atoi(argv[2]), nw) : -1;
     weft_server *srv = weft_create_server(NULL, on_connection, NULL);
     if (srv == NULL) {
         fprintf(stderr, "weft_create_server: out of memory\n");
@@ -89,7 +181,9 @@ int main(int argc, char **argv)
     weft_server_on_error(srv, on_error, NULL);
     const char *addr = argv[2];
     int r;
-    if (bench_is_path(addr)) {
+    if (lfd >= 0) {
+        r = weft_server_listen_fd(srv, lfd, NULL, NULL);
+    } else if (bench_is_path(addr)) {
         is_unix = 1;
         unlink(addr);
         r = weft_server_listen_path(srv, addr, NULL, NULL);
