@@ -11,6 +11,10 @@
  *
  * usage: weft_server pong|http|sink PORT|PATH [WORKERS]
  *
+ * BENCH_IDLE_MS=N in the environment gives every connection an idle
+ * timeout of N ms (setTimeout + a 'timeout' listener that destroys it),
+ * to measure what keeping one costs per request.
+ *
  * WORKERS > 1 (TCP only) forks that many processes, each with its own
  * SO_REUSEPORT listener on the port handed to weft_server_listen_fd():
  * the way to hold more connections than one process's open-file limit
@@ -34,6 +38,7 @@
 
 static bench_mode mode;
 static int is_unix;
+static uint64_t idle_ms; /* BENCH_IDLE_MS: an idle timeout per connection */
 static char *replies;
 static size_t reply_len;
 
@@ -58,6 +63,12 @@ static void on_data(weft_stream *s, const char *data, size_t len, void *ctx)
     }
 }
 
+static void on_timeout(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_stream_destroy(s);
+}
+
 static void on_connection(weft_server *srv, weft_stream *s, void *ctx)
 {
     (void)srv;
@@ -65,6 +76,10 @@ static void on_connection(weft_server *srv, weft_stream *s, void *ctx)
     if (!is_unix)
         weft_stream_set_no_delay(s, true);
     weft_stream_on_data(s, on_data, NULL);
+    if (idle_ms > 0) {
+        weft_stream_set_timeout(s, idle_ms);
+        weft_stream_on_timeout(s, on_timeout, NULL);
+    }
 }
 
 static void on_error(weft_server *srv, int err, const char *msg, void *ctx)
@@ -171,6 +186,8 @@ int main(int argc, char **argv)
         replies = bench_build_replies(HTTP_REPLY, reply_len);
     }
 
+    const char *idle = getenv("BENCH_IDLE_MS");
+    idle_ms = idle ? strtoull(idle, NULL, 10) : 0;
     /* Fork before weft exists: each worker gets its own loop. */
     int lfd = nw > 1 ? fork_workers(atoi(argv[2]), nw) : -1;
     weft_server *srv = weft_create_server(NULL, on_connection, NULL);
