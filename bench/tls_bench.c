@@ -197,6 +197,81 @@ static void accept_bulk(weft_server *srv, weft_stream *s, void *ctx)
     weft_stream_on_error(s, on_error, NULL);
 }
 
+/* ---- ping-pong ------------------------------------------------------------ */
+
+/* Small request/response over established sessions: what a TLS API
+ * server does most. Each of CONCURRENCY clients writes "PING\r\n" and
+ * the next one when "+PONG\r\n" is back; the server answers each read.
+ * Both ends in this process, as above. Round trips after the
+ * handshakes, over PP_SECONDS. */
+static long pp_done;
+static bool pp_counting, pp_stopping;
+static int pp_secure;
+static weft_stream *pp_clients[256];
+static int pp_n;
+
+static void pp_server_data(weft_stream *s, const char *d, size_t n,
+                           void *ctx)
+{
+    (void)d;
+    (void)ctx;
+    for (size_t i = 0; i < n / 6; i++)
+        weft_stream_write(s, "+PONG\r\n", 7);
+}
+
+static void pp_client_data(weft_stream *s, const char *d, size_t n,
+                           void *ctx)
+{
+    (void)d;
+    (void)n;
+    (void)ctx;
+    if (pp_counting)
+        pp_done++;
+    if (pp_stopping)
+        weft_stream_end(s, NULL, 0);
+    else
+        weft_stream_write(s, "PING\r\n", 6);
+}
+
+static void pp_client_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    pp_secure++;
+    weft_stream_write(s, "PING\r\n", 6);
+}
+
+static void accept_pp(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)srv;
+    (void)ctx;
+    weft_stream_set_secure(s, server_creds);
+    weft_stream_on_data(s, pp_server_data, NULL);
+    weft_stream_on_error(s, on_error, NULL);
+}
+
+static double pp_t0, pp_c0, pp_t1, pp_c1;
+
+static void pp_stop(weft_timer *t, void *ctx)
+{
+    (void)t;
+    (void)ctx;
+    pp_t1 = now_s();
+    pp_c1 = cpu_s();
+    pp_counting = false;
+    pp_stopping = true;
+    weft_server_close(server);
+}
+
+static void pp_go(weft_timer *t, void *ctx)
+{
+    (void)t;
+    int secs = (int)(intptr_t)ctx;
+    pp_t0 = now_s();
+    pp_c0 = cpu_s();
+    pp_counting = true;
+    weft_set_timeout(NULL, (uint64_t)secs * 1000, pp_stop, NULL);
+}
+
 static int listen_on(weft_server_connection_cb cb)
 {
     server = weft_create_server(NULL, cb, NULL);
@@ -215,13 +290,14 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: tls_bench CERTDIR [CERT] [SECONDS] "
-                        "[CONCURRENCY] [MB]\n");
+                        "[CONCURRENCY] [MB] [PP_SECONDS]\n");
         return 2;
     }
     const char *cert = argc > 2 ? argv[2] : "server";
     int seconds = argc > 3 ? atoi(argv[3]) : 5;
     int conc = argc > 4 ? atoi(argv[4]) : 16;
     long mb = argc > 5 ? atol(argv[5]) : 1024;
+    int pp_secs = argc > 6 ? atoi(argv[6]) : 0;
     server_creds = make(argv[1], cert, true);
     client_creds = make(argv[1], cert, false);
 
@@ -257,6 +333,31 @@ int main(int argc, char **argv)
                "%.0f MiB per CPU-second\n",
                cert, mib, dt, mib / dt, mib / dc);
         if (bulk_got != bulk_total)
+            return 1;
+    }
+    if (pp_secs > 0) {
+        port = listen_on(accept_pp);
+        pp_n = conc < 256 ? conc : 256;
+        for (int i = 0; i < pp_n; i++) {
+            weft_stream *c;
+            if (weft_create_connection(NULL, port, "127.0.0.1", &c) < 0 ||
+                weft_stream_set_servername(c, "localhost") < 0 ||
+                weft_stream_set_secure(c, client_creds) < 0)
+                return 1;
+            weft_stream_set_no_delay(c, true);
+            weft_stream_on_secure(c, pp_client_secure, NULL);
+            weft_stream_on_data(c, pp_client_data, NULL);
+            weft_stream_on_error(c, on_error, NULL);
+            pp_clients[i] = c;
+        }
+        /* Count from 0.5 s on: the handshakes are done by then. */
+        weft_set_timeout(NULL, 500, pp_go, (void *)(intptr_t)pp_secs);
+        weft_run();
+        double dt = pp_t1 - pp_t0, dc = pp_c1 - pp_c0;
+        printf("weft ping-pong (%s, %d connections): %ld round trips in "
+               "%.2f s = %.0f/s; %.0f per CPU-second\n",
+               cert, pp_n, pp_done, dt, pp_done / dt, pp_done / dc);
+        if (pp_secure != pp_n)
             return 1;
     }
     weft_loop_close(weft_default_loop());

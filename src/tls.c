@@ -24,28 +24,30 @@
  * the name only once the chain verified). "Rejecting" means a client
  * without WEFT_TLS_NO_REJECT, or a server with WEFT_TLS_REQUIRE_PEER_CERT.
  *
- * SIGPIPE. The socket BIO writes with write(2), not send(MSG_NOSIGNAL),
- * so a write on a socket that can no longer send (shut for writing, or
- * reset) raises SIGPIPE. weft promises that SIGPIPE never kills a program
- * and installs no handlers (decision 11), so every SSL call (any of them
- * may write: alerts, key updates, tickets) runs with SIGPIPE blocked in
- * the calling thread; when the call fails, a SIGPIPE it raised is taken
- * off the pending set before the old mask comes back. Two cheap syscalls
- * per call (rt_sigprocmask), a third after a failure.
+ * SIGPIPE. weft promises that SIGPIPE never kills a program and installs
+ * no handler (decision 11). OpenSSL's own socket BIO writes with write(2),
+ * which raises SIGPIPE on a socket that can no longer send, and any SSL
+ * call may write (alerts, key updates, tickets inside a read). So OpenSSL
+ * gets weft's own BIO, whose writes are send(MSG_NOSIGNAL): a gone peer
+ * is an EPIPE like on a plain stream, and no SSL call costs a syscall
+ * beyond its reads and writes (the signal-mask guard this replaced cost
+ * three per call).
  */
 #include "tls.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -149,45 +151,108 @@ static const char *short_reason(unsigned long e)
     return r ? r : "unknown OpenSSL error";
 }
 
-/* ---- SIGPIPE guard (see the top of the file) ----------------------------- */
+/* ---- the socket BIO (see the top of the file) ---------------------------- */
 
-typedef struct pipe_guard {
-    sigset_t old;
-    bool active; /* we blocked SIGPIPE (the program had not) */
-} pipe_guard;
+/*
+ * OpenSSL reads and writes the stream's fd through this BIO only. It is
+ * OpenSSL's socket BIO minus what weft never uses (connect, close on
+ * free), and with one difference: writes are send(MSG_NOSIGNAL), so a
+ * peer that is gone gives EPIPE, never SIGPIPE. errno is left as the
+ * syscall set it, for io_error().
+ */
+static BIO_METHOD *sock_method;
+static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
 
-static void guard_begin(pipe_guard *g)
+static int sock_fd(BIO *b)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    g->active = !sigismember(&g->old, SIGPIPE);
+    return (int)(intptr_t)BIO_get_data(b);
 }
 
-/* A SIGPIPE raised during the call is taken here. It is looked for after
- * every call, not only failed ones: a read that returns "want read" may
- * still have written (a ticket, an alert) into a peer that is gone
- * (found by test_tls's destroy-inside-'secure' case). errno is kept. */
-static void guard_end(pipe_guard *g)
+static int sock_write(BIO *b, const char *data, size_t len, size_t *written)
 {
-    if (!g->active)
-        return;
-    int saved = errno;
-    {
-        sigset_t pend;
-        if (sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
-            sigset_t set;
-            sigemptyset(&set);
-            sigaddset(&set, SIGPIPE);
-            struct timespec zero = {0, 0};
-            sigtimedwait(&set, NULL, &zero);
-        }
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(sock_fd(b), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            BIO_set_retry_write(b);
+        return 0;
     }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-    errno = saved;
+    *written = (size_t)n;
+    return 1;
 }
 
+static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = read(sock_fd(b), buf, len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            BIO_set_retry_read(b);
+        return 0;
+    }
+    if (n == 0) {
+        /* OpenSSL asks BIO_eof() to tell a peer's FIN (a truncation
+         * unless close_notify came first) from an error. */
+        BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+        return 0;
+    }
+    *got = (size_t)n;
+    return 1;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* nothing is buffered here */
+    case BIO_CTRL_EOF:
+        return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
+    case BIO_C_GET_FD:
+        if (ptr != NULL)
+            *(int *)ptr = sock_fd(b);
+        return sock_fd(b);
+    default:
+        return 0;
+    }
+}
+
+static int sock_create(BIO *b)
+{
+    BIO_set_data(b, (void *)(intptr_t)-1);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void sock_method_init(void)
+{
+    BIO_METHOD *m =
+        BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK |
+                         BIO_TYPE_DESCRIPTOR,
+                     "weft socket");
+    if (m == NULL)
+        return;
+    if (!BIO_meth_set_write_ex(m, sock_write) ||
+        !BIO_meth_set_read_ex(m, sock_read) ||
+        !BIO_meth_set_ctrl(m, sock_ctrl) ||
+        !BIO_meth_set_create(m, sock_create)) {
+        BIO_meth_free(m);
+        return;
+    }
+    sock_method = m;
+}
+
+/* A BIO on `fd` (not owned: freeing the BIO leaves the fd open), or NULL. */
+static BIO *sock_bio(int fd)
+{
+    pthread_once(&sock_method_once, sock_method_init);
+    if (sock_method == NULL)
+        return NULL;
+    BIO *b = BIO_new(sock_method);
+    if (b != NULL)
+        BIO_set_data(b, (void *)(intptr_t)fd);
+    return b;
+}
 
 /* ---- verification -------------------------------------------------------- */
 
@@ -954,8 +1019,16 @@ int weft__tls_new(weft_credentials *creds, int fd, bool is_server,
     ERR_clear_error();
     t->ssl = SSL_new(t->creds->ctx);
     int err = t->ssl == NULL ? WEFT_ENOMEM : 0;
-    if (err == 0 && (!SSL_set_fd(t->ssl, fd) || !SSL_set_app_data(t->ssl, t)))
-        err = WEFT_ETLS;
+    if (err == 0) {
+        BIO *bio = sock_bio(fd);
+        if (bio == NULL) {
+            err = WEFT_ENOMEM;
+        } else {
+            SSL_set_bio(t->ssl, bio, bio); /* one reference, both ways */
+            if (!SSL_set_app_data(t->ssl, t))
+                err = WEFT_ETLS;
+        }
+    }
     if (err == 0 && !is_server)
         err = client_setup(t, servername);
     if (err < 0) {
@@ -975,7 +1048,7 @@ void weft__tls_free(weft__tls *t)
 {
     if (t == NULL)
         return;
-    SSL_free(t->ssl); /* the socket BIO is BIO_NOCLOSE: the fd stays */
+    SSL_free(t->ssl); /* frees the BIO; the fd is the stream's */
     weft_credentials_unref(t->sni);
     weft_credentials_unref(t->creds);
     free(t->servername);
@@ -1111,13 +1184,10 @@ int weft__tls_handshake(weft__tls *t, unsigned *want)
         return 0;
     if (t->fatal)
         return WEFT_ETLS;
-    pipe_guard g;
-    guard_begin(&g);
     ERR_clear_error();
     errno = 0;
     int r = SSL_do_handshake(t->ssl);
     int code = r == 1 ? 0 : io_error(t, r, errno, OP_HANDSHAKE, want);
-    guard_end(&g);
     if (code < 0)
         return code;
     t->done = true;
@@ -1142,8 +1212,6 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
         return 0;
     size_t got = 0;
     ssize_t result = 0;
-    pipe_guard g;
-    guard_begin(&g);
     while (got < len) {
         size_t n = 0;
         ERR_clear_error();
@@ -1163,7 +1231,6 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
         }
         break;
     }
-    guard_end(&g);
     return got > 0 ? (ssize_t)got : result;
 }
 
@@ -1183,8 +1250,6 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
         return 0;
     size_t done = 0;
     ssize_t result = 0;
-    pipe_guard g;
-    guard_begin(&g);
     while (done < len) {
         size_t n = 0;
         ERR_clear_error();
@@ -1198,7 +1263,6 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
             result = r;
         break;
     }
-    guard_end(&g);
     return result < 0 ? result : (ssize_t)done;
 }
 
@@ -1221,14 +1285,11 @@ int weft__tls_shutdown(weft__tls *t)
                 "close_notify before the handshake completed");
         return WEFT_ESTATE;
     }
-    pipe_guard g;
-    guard_begin(&g);
     ERR_clear_error();
     errno = 0;
     int r = SSL_shutdown(t->ssl);
     unsigned want = 0;
     int code = r >= 0 ? 0 : io_error(t, r, errno, OP_SHUTDOWN, &want);
-    guard_end(&g);
     if (code == 0)
         t->shut = true;
     return code;

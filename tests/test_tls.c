@@ -623,8 +623,9 @@ static void transport_pair(weft__tls **srv, weft__tls **cli, int fds[2],
 
 START_TEST(transport_write_on_a_socket_shut_for_writing_is_epipe_not_sigpipe)
 {
-    /* OpenSSL's socket BIO uses write(2): without weft's guard this
-     * raises SIGPIPE, whose default action (kept by tu_setup) kills us. */
+    /* OpenSSL's own socket BIO uses write(2), which raises SIGPIPE here,
+     * and SIGPIPE's default action (kept by tu_setup) would kill us:
+     * weft's BIO must send with MSG_NOSIGNAL. */
     weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
     weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
     weft__tls *s, *c;
