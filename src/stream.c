@@ -438,7 +438,10 @@ static void do_read(weft_stream *s)
             } else {
                 emit_decoded(s, loop->rbuf, (size_t)n, false);
             }
-            if (n < WEFT__READ_BUF && s->tls == NULL)
+            /* A short read emptied the socket; under TLS, unless
+             * OpenSSL still holds records (or a result it owes). */
+            if (n < WEFT__READ_BUF &&
+                (s->tls == NULL || !weft__tls_pending(s->tls)))
                 return;
             continue;
         }

@@ -89,7 +89,9 @@ struct weft__tls {
     char *servername;        /* client: what the certificate must name */
     int verify_err;          /* first X509_V_ERR_* seen, X509_V_OK if none */
     int read_stash;          /* result owed after returning bytes */
+    int fd;                  /* the stream's; read and written by the BIO */
     bool read_stashed;
+    bool drained;  /* the BIO's last read() was short: the socket was empty */
     bool is_server;
     bool done;     /* handshake complete */
     bool host_bad; /* the certificate does not name servername */
@@ -156,22 +158,24 @@ static const char *short_reason(unsigned long e)
 /*
  * OpenSSL reads and writes the stream's fd through this BIO only. It is
  * OpenSSL's socket BIO minus what weft never uses (connect, close on
- * free), and with one difference: writes are send(MSG_NOSIGNAL), so a
- * peer that is gone gives EPIPE, never SIGPIPE. errno is left as the
- * syscall set it, for io_error().
+ * free), with two differences: writes are send(MSG_NOSIGNAL), so a peer
+ * that is gone gives EPIPE, never SIGPIPE; and a short read marks the
+ * socket drained, so weft__tls_read() can stop without the read() that
+ * would only say EAGAIN (as the plain read path does). errno is left as
+ * the syscall set it, for io_error(). The BIO's data is the session.
  */
 static BIO_METHOD *sock_method;
 static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
 
-static int sock_fd(BIO *b)
+static weft__tls *sock_tls(BIO *b)
 {
-    return (int)(intptr_t)BIO_get_data(b);
+    return BIO_get_data(b);
 }
 
 static int sock_write(BIO *b, const char *data, size_t len, size_t *written)
 {
     BIO_clear_retry_flags(b);
-    ssize_t n = send(sock_fd(b), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(sock_tls(b)->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             BIO_set_retry_write(b);
@@ -184,7 +188,9 @@ static int sock_write(BIO *b, const char *data, size_t len, size_t *written)
 static int sock_read(BIO *b, char *buf, size_t len, size_t *got)
 {
     BIO_clear_retry_flags(b);
-    ssize_t n = read(sock_fd(b), buf, len);
+    weft__tls *t = sock_tls(b);
+    ssize_t n = read(t->fd, buf, len);
+    t->drained = n >= 0 && (size_t)n < len;
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             BIO_set_retry_read(b);
@@ -210,8 +216,8 @@ static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
         return BIO_test_flags(b, BIO_FLAGS_IN_EOF) != 0;
     case BIO_C_GET_FD:
         if (ptr != NULL)
-            *(int *)ptr = sock_fd(b);
-        return sock_fd(b);
+            *(int *)ptr = sock_tls(b)->fd;
+        return sock_tls(b)->fd;
     default:
         return 0;
     }
@@ -219,7 +225,6 @@ static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 static int sock_create(BIO *b)
 {
-    BIO_set_data(b, (void *)(intptr_t)-1);
     BIO_set_init(b, 1);
     return 1;
 }
@@ -242,15 +247,16 @@ static void sock_method_init(void)
     sock_method = m;
 }
 
-/* A BIO on `fd` (not owned: freeing the BIO leaves the fd open), or NULL. */
-static BIO *sock_bio(int fd)
+/* A BIO on t->fd (not owned: freeing the BIO leaves the fd open), or
+ * NULL. */
+static BIO *sock_bio(weft__tls *t)
 {
     pthread_once(&sock_method_once, sock_method_init);
     if (sock_method == NULL)
         return NULL;
     BIO *b = BIO_new(sock_method);
     if (b != NULL)
-        BIO_set_data(b, (void *)(intptr_t)fd);
+        BIO_set_data(b, t);
     return b;
 }
 
@@ -1020,11 +1026,17 @@ int weft__tls_new(weft_credentials *creds, int fd, bool is_server,
     t->ssl = SSL_new(t->creds->ctx);
     int err = t->ssl == NULL ? WEFT_ENOMEM : 0;
     if (err == 0) {
-        BIO *bio = sock_bio(fd);
+        t->fd = fd;
+        BIO *bio = sock_bio(t);
         if (bio == NULL) {
             err = WEFT_ENOMEM;
         } else {
             SSL_set_bio(t->ssl, bio, bio); /* one reference, both ways */
+            /* Read what the socket has, not a record header then its
+             * body: one read() per burst of records instead of two per
+             * record. What it reads beyond a record waits inside
+             * OpenSSL, which weft__tls_pending() reports. */
+            SSL_set_read_ahead(t->ssl, 1);
             if (!SSL_set_app_data(t->ssl, t))
                 err = WEFT_ETLS;
         }
@@ -1196,7 +1208,9 @@ int weft__tls_handshake(weft__tls *t, unsigned *want)
 
 /*
  * Fills `buf` record by record (OpenSSL returns one record per call), so
- * that a 64 KiB read costs the stream one call, as on a plain socket. If
+ * that a 64 KiB read costs the stream one call, as on a plain socket; it
+ * stops early once the socket was found empty and OpenSSL holds nothing
+ * more (no read() just to meet EAGAIN). If
  * an end or an error follows some bytes, the bytes go first and the
  * result is owed to the next call (weft__tls_pending() says so meanwhile:
  * the fd may never become readable again).
@@ -1218,6 +1232,11 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
         errno = 0;
         if (SSL_read_ex(t->ssl, buf + got, len - got, &n)) {
             got += n;
+            /* The socket was empty at the last read() and OpenSSL holds
+             * nothing more: another call would only meet EAGAIN. Data
+             * that arrives later makes the fd readable again. */
+            if (t->drained && !SSL_has_pending(t->ssl))
+                break;
             continue;
         }
         unsigned w = 0;
@@ -1297,7 +1316,9 @@ int weft__tls_shutdown(weft__tls *t)
 
 bool weft__tls_pending(const weft__tls *t)
 {
-    return t != NULL && (t->read_stashed || SSL_pending(t->ssl) > 0);
+    /* SSL_has_pending also counts records read ahead but not yet
+     * decrypted, which the fd will never announce again. */
+    return t != NULL && (t->read_stashed || SSL_has_pending(t->ssl));
 }
 
 const char *weft__tls_error(const weft__tls *t)

@@ -38,7 +38,9 @@ int weft__tls_handshake(weft__tls *t, unsigned *want);
  * Plaintext into `buf`. > 0: bytes; 0: the peer sent close_notify (a
  * clean end); WEFT_ETLSTRUNC: the peer closed the TCP stream without
  * close_notify; WEFT_EAGAIN; WEFT_ETLS (a renegotiation attempt is
- * refused this way) or -errno.
+ * refused this way) or -errno. Fewer bytes than `len` with
+ * weft__tls_pending() false means the socket was empty: there is no need
+ * to call again before the fd is readable.
  */
 ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want);
 
@@ -52,8 +54,9 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
  * error. */
 int weft__tls_shutdown(weft__tls *t);
 
-/* Decrypted bytes are buffered inside OpenSSL: the fd may not become
- * readable again, so the stream must read without waiting for it. */
+/* Records (decrypted or not) or an owed result are buffered inside
+ * OpenSSL: the fd may not become readable again, so the stream must read
+ * without waiting for it. */
 bool weft__tls_pending(const weft__tls *t);
 
 /* The last error's message, with OpenSSL's reason ("certificate has
