@@ -33,7 +33,7 @@ valgrind: deps
 valgrind-quick: deps
 	cmake -S . -B build-vg -DCMAKE_BUILD_TYPE=Debug >/dev/null
 	cmake --build build-vg -j $(JOBS)
-	scripts/valgrind-suite build-vg test_loop test_emitter test_server test_stream test_fault
+	scripts/valgrind-suite build-vg test_loop test_emitter test_server test_stream test_fault test_economy
 
 fuzz:
 	@scripts/install-deps --fuzz

@@ -23,6 +23,12 @@ typedef struct {
 } fault;
 
 static fault faults[FAULT_NCALLS];
+static atomic_long calls[FAULT_NCALLS];
+
+long fault_calls(enum fault_call call)
+{
+    return atomic_load(&calls[call]);
+}
 
 void fault_arm(enum fault_call call, int nth, int times, int err)
 {
@@ -57,6 +63,7 @@ const char *fault_call_name(enum fault_call call)
 static int hit(enum fault_call call)
 {
     fault *f = &faults[call];
+    atomic_fetch_add(&calls[call], 1);
     if (atomic_load(&f->left) <= 0)
         return 0;
     int c = atomic_load(&f->countdown);

@@ -32,5 +32,8 @@ void fault_disarm_all(void);
 /* Calls failed so far by the armed fault of `call`. */
 int fault_injected(enum fault_call call);
 const char *fault_call_name(enum fault_call call);
+/* Calls of `call` so far, failed or not (reads, sends and shutdowns on
+ * sockets only): what the economy test counts. */
+long fault_calls(enum fault_call call);
 
 #endif
