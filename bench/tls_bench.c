@@ -197,7 +197,7 @@ static void accept_bulk(weft_server *srv, weft_stream *s, void *ctx)
     weft_stream_on_error(s, on_error, NULL);
 }
 
-/* ---- ping-pong ------------------------------------------------------------ */
+/* ---- ping-pong ----------------------------------------------------------- */
 
 /* Small request/response over established sessions: what a TLS API
  * server does most. Each of CONCURRENCY clients writes "PING\r\n" and

@@ -383,6 +383,24 @@ WEFT_EXTERN int weft_create_connection_path(weft_loop *loop, const char *path,
 WEFT_EXTERN int weft_stream_write(weft_stream *stream, const void *data,
                                   size_t len);
 
+/* One piece of a gather write. */
+typedef struct weft_buf {
+    const void *base;
+    size_t len;
+} weft_buf;
+
+/*
+ * Writes the `n` pieces as if they were one buffer, in one system call
+ * when the queue is empty (sendmsg with an iovec: an HTTP header and its
+ * body without a copy or a second syscall); what the kernel does not take
+ * is copied into the queue. Returns and errors as weft_stream_write() of
+ * the concatenation. Under TLS, the pieces are written one after the
+ * other (OpenSSL has no gather write). Not in Node's net: its
+ * cork()/uncork() serve the same purpose.
+ */
+WEFT_EXTERN int weft_stream_writev(weft_stream *stream, const weft_buf *bufs,
+                                   size_t n);
+
 /*
  * stream.write(string, encoding): encodes the NUL-terminated `str` with
  * `encoding` ("utf8" when NULL; "ascii", "latin1"/"binary", "base64",

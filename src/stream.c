@@ -601,13 +601,35 @@ static void flush(weft_stream *s)
         send_fin(s);
 }
 
+/* What a send()/sendmsg() result `w` means: the bytes the kernel took,
+ * 0 when the socket had no room, or -1 when the stream failed ('error'
+ * and 'close' are on their way). */
+static ssize_t taken(weft_stream *s, ssize_t w)
+{
+    if (w >= 0)
+        return w;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    fail(s, weft__err(errno), "write", NULL);
+    return -1;
+}
+
+/* Why a write cannot be taken now, or 0. */
+static int write_refused(const weft_stream *s)
+{
+    if (!has(s, F_WRITABLE))
+        return has(s, F_ENDING | F_FIN_SENT) ? WEFT_EWRITEAFTEREND
+                                             : WEFT_ESTATE;
+    return 0;
+}
+
 int weft_stream_write(weft_stream *s, const void *data, size_t len)
 {
     if (s == NULL || (data == NULL && len > 0))
         return WEFT_EINVAL;
-    if (!has(s, F_WRITABLE))
-        return has(s, F_ENDING | F_FIN_SENT) ? WEFT_EWRITEAFTEREND
-                                             : WEFT_ESTATE;
+    int refused = write_refused(s);
+    if (refused < 0)
+        return refused;
     if (has(s, F_CONNECTING | F_HANDSHAKING) || s->wq_head != NULL) {
         if (len > 0 && enqueue(s, data, len) < 0)
             return WEFT_ENOMEM;
@@ -628,14 +650,9 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
             return 0;
         }
     } else {
-        w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                fail(s, weft__err(errno), "write", NULL);
-                return 0;
-            }
-            w = 0;
-        }
+        w = taken(s, send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT));
+        if (w < 0)
+            return 0;
     }
     s->bytes_written += (uint64_t)w;
     touch(s);
@@ -646,6 +663,70 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
          * byte stream is broken, so the stream cannot go on. */
         fail(s, WEFT_ENOMEM, "write", NULL);
         return WEFT_ENOMEM;
+    }
+    update_io(s);
+    return 0;
+}
+
+int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
+{
+    if (s == NULL || (bufs == NULL && n > 0))
+        return WEFT_EINVAL;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (bufs[i].base == NULL && bufs[i].len > 0)
+            return WEFT_EINVAL;
+        if (bufs[i].len > SIZE_MAX - total)
+            return WEFT_EINVAL;
+        total += bufs[i].len;
+    }
+    int refused = write_refused(s);
+    if (refused < 0)
+        return refused;
+    if (total == 0)
+        return weft_stream_write(s, NULL, 0); /* the same answer */
+    /* Queued or TLS or too many pieces for one sendmsg: the pieces in
+     * turn, which is the same byte stream; the result is the last one's
+     * (0 as soon as anything was queued, since the rest queues behind). */
+    if (s->tls != NULL || n > WRITE_IOV || has(s, F_CONNECTING) ||
+        s->wq_head != NULL) {
+        int r = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (bufs[i].len == 0)
+                continue;
+            r = weft_stream_write(s, bufs[i].base, bufs[i].len);
+            if (r < 0 || has(s, F_DESTROYED))
+                return r < 0 ? r : 0;
+        }
+        return r;
+    }
+    struct iovec iov[WRITE_IOV];
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = (void *)bufs[i].base;
+        iov[i].iov_len = bufs[i].len;
+    }
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t w = taken(s, sendmsg(s->io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT));
+    if (w < 0)
+        return 0;
+    s->bytes_written += (uint64_t)w;
+    touch(s);
+    if ((size_t)w == total)
+        return 1;
+    /* Queue what the kernel left, piece by piece, past the `w` bytes it
+     * took. */
+    size_t skip = (size_t)w;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = bufs[i].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        if (enqueue(s, (const char *)bufs[i].base + skip, len - skip) < 0) {
+            fail(s, WEFT_ENOMEM, "write", NULL);
+            return WEFT_ENOMEM;
+        }
+        skip = 0;
     }
     update_io(s);
     return 0;

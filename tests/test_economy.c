@@ -7,7 +7,8 @@
  *
  *   - request/response: one read and one send per message per side, no
  *     read that can only say EAGAIN, no epoll_ctl at all, with or
- *     without an idle timeout on every stream;
+ *     without an idle timeout on every stream, and when the answer is a
+ *     writev of two pieces;
  *   - backpressure: epoll_ctl only when the queue starts and stops
  *     waiting for room (two per 'drain'), never per write.
  *
@@ -35,6 +36,7 @@ static struct {
     long reads0, sends0, ctl0;
     long reads, sends, ctl;
     uint64_t timeout_ms;
+    bool gather; /* the server answers with a two-piece writev */
 } pp;
 
 static void snapshot(long *r, long *s, long *c)
@@ -47,6 +49,11 @@ static void snapshot(long *r, long *s, long *c)
 static void pp_echo(weft_stream *s, const char *d, size_t n, void *ctx)
 {
     (void)ctx;
+    if (pp.gather && n > 2) {
+        weft_buf b[2] = {{d, 2}, {d + 2, n - 2}};
+        ck_assert_int_eq(weft_stream_writev(s, b, 2), 1);
+        return;
+    }
     ck_assert_int_eq(weft_stream_write(s, d, n), 1);
 }
 
@@ -103,8 +110,10 @@ static void pp_close(weft_stream *s, bool had_error, void *ctx)
 START_TEST(request_response_costs_one_read_and_one_send_per_message)
 {
     memset(&pp, 0, sizeof(pp));
-    /* _i == 1: every stream (both ends) keeps a 30 s idle timeout. */
+    /* _i == 1: every stream (both ends) keeps a 30 s idle timeout.
+     * _i == 2: the server answers with writev(2 pieces): still one send. */
     pp.timeout_ms = _i == 1 ? 30000 : 0;
+    pp.gather = _i == 2;
     int port;
     weft_server *srv = tu_server(pp_accept, NULL, &port);
     for (int i = 0; i < PP_STREAMS; i++) {
@@ -228,7 +237,7 @@ int main(void)
     Suite *s = suite_create("economy");
     TCase *tc = tu_tcase("economy");
     tcase_add_loop_test(
-        tc, request_response_costs_one_read_and_one_send_per_message, 0, 2);
+        tc, request_response_costs_one_read_and_one_send_per_message, 0, 3);
     tcase_add_test(tc,
                    backpressure_costs_two_epoll_ctl_per_drain_not_per_write);
     suite_add_tcase(s, tc);

@@ -528,6 +528,146 @@ START_TEST(end_with_data_writes_then_half_closes)
 }
 END_TEST
 
+/* ---- writev ----------------------------------------------------------- */
+
+static void writev_pieces(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_buf b[4] = {{"GET", 3}, {" / ", 3}, {NULL, 0}, {"HTTP", 4}};
+    ck_assert_int_eq(weft_stream_writev(s, b, 4), 1);
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 0);
+    ck_assert_uint_eq(weft_stream_bytes_written(s), 10);
+    weft_stream_end(s, NULL, 0);
+}
+
+START_TEST(writev_sends_the_pieces_as_one_buffer)
+{
+    echo e = {0};
+    echo_start(&e);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, e.port, "127.0.0.1", &c),
+                     0);
+    log_all(c);
+    weft_stream_on_connect(c, writev_pieces, NULL);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "connect:open,data:GET / HTTP,"
+                                   "end:closed,close:0:closed");
+}
+END_TEST
+
+START_TEST(writev_rejects_bad_arguments_as_write_does)
+{
+    echo e = {0};
+    echo_start(&e);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, e.port, "127.0.0.1", &c),
+                     0);
+    weft_buf ok = {"x", 1}, bad = {NULL, 1};
+    ck_assert_int_eq(weft_stream_writev(NULL, &ok, 1), WEFT_EINVAL);
+    ck_assert_int_eq(weft_stream_writev(c, NULL, 1), WEFT_EINVAL);
+    ck_assert_int_eq(weft_stream_writev(c, &bad, 1), WEFT_EINVAL);
+    weft_buf huge[2] = {{"x", SIZE_MAX}, {"y", 2}};
+    ck_assert_int_eq(weft_stream_writev(c, huge, 2), WEFT_EINVAL);
+    /* Nothing to write while connecting: write()'s answer. */
+    ck_assert_int_eq(weft_stream_writev(c, NULL, 0),
+                     weft_stream_write(c, NULL, 0));
+    ck_assert_int_eq(weft_stream_end(c, NULL, 0), 0);
+    ck_assert_int_eq(weft_stream_writev(c, &ok, 1), WEFT_EWRITEAFTEREND);
+    log_all(c);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "connect:readOnly,end:closed,"
+                                   "close:0:closed");
+}
+END_TEST
+
+/* A sink that checks every byte against the pattern. */
+#define WV_SEED 77
+static struct {
+    uint64_t got;
+    size_t bad;
+    bool ended;
+} wv;
+
+static void wv_check(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    if (wv.bad == SIZE_MAX && tu_pattern_diff(d, wv.got, n, WV_SEED) != n)
+        wv.bad = (size_t)wv.got;
+    wv.got += n;
+}
+
+static void wv_end(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    wv.ended = true;
+    weft_stream_end(s, NULL, 0);
+}
+
+static void wv_accept(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_server_close(srv);
+    weft_stream_on_data(s, wv_check, NULL);
+    weft_stream_on_end(s, wv_end, NULL);
+}
+
+#define WV_BIG (6u << 20)
+
+/*
+ * While connecting, pieces are queued in order. Once that queue has
+ * drained, a writev larger than the socket takes goes out in one sendmsg
+ * and the rest is queued from the right piece and offset; a writev behind
+ * that queue is queued after it. Every byte arrives, in order.
+ */
+static void wv_send(weft_stream *s, void *ctx)
+{
+    static bool sent;
+    if (sent)
+        return; /* the 'drain' after the big one */
+    sent = true;
+    uint8_t *buf = ctx;
+    /* Pieces of uneven sizes, so the kernel's partial write falls inside
+     * one of them. */
+    size_t cuts[] = {100, 101, 4196, 1u << 20, 3u << 20, 5u << 20, WV_BIG};
+    weft_buf b[6];
+    for (int i = 0; i < 6; i++)
+        b[i] = (weft_buf){buf + cuts[i], cuts[i + 1] - cuts[i]};
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 0);
+    ck_assert_int_eq(weft_stream_writev(s, b, 6), 0);
+    ck_assert_uint_gt(weft_stream_buffer_size(s), 0);
+    ck_assert_uint_lt(weft_stream_buffer_size(s), WV_BIG - 100);
+    weft_buf tail[3] = {{buf + WV_BIG, 10}, {buf + WV_BIG + 10, 0},
+                        {buf + WV_BIG + 10, 90}};
+    ck_assert_int_eq(weft_stream_writev(s, tail, 3), 0);
+    weft_stream_end(s, NULL, 0);
+}
+
+START_TEST(writev_queues_exactly_what_the_kernel_left_in_order)
+{
+    memset(&wv, 0, sizeof(wv));
+    wv.bad = SIZE_MAX;
+    uint8_t *buf = malloc(WV_BIG + 100);
+    tu_pattern(buf, 0, WV_BIG + 100, WV_SEED);
+    int port;
+    tu_server(wv_accept, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    weft_buf early[3] = {{buf, 40}, {buf + 40, 0}, {buf + 40, 60}};
+    ck_assert_int_eq(weft_stream_writev(c, early, 3), 0);
+    ck_assert_uint_eq(weft_stream_buffer_size(c), 100);
+    weft_stream_on_drain(c, wv_send, buf);
+    weft_stream_on_close(c, l_close, NULL);
+    tu_run(20000);
+    free(buf);
+    ck_assert(wv.ended);
+    ck_assert_msg(wv.bad == SIZE_MAX, "first bad byte near %zu", wv.bad);
+    ck_assert_uint_eq(wv.got, WV_BIG + 100);
+    ck_assert_str_eq(tu_log_str(), "close:0:closed");
+}
+END_TEST
+
 /* ---- destroy ---------------------------------------------------------- */
 
 static void destroy_now(weft_stream *s, void *ctx)
@@ -872,6 +1012,9 @@ int main(void)
         tc, write_returns_true_when_flushed_and_false_then_drain_when_queued);
     tcase_add_test(tc,
                    write_while_connecting_is_queued_and_sent_after_connect);
+    tcase_add_test(tc, writev_sends_the_pieces_as_one_buffer);
+    tcase_add_test(tc, writev_rejects_bad_arguments_as_write_does);
+    tcase_add_test(tc, writev_queues_exactly_what_the_kernel_left_in_order);
     tcase_add_test(tc, end_with_data_writes_then_half_closes);
     tcase_add_test(tc, destroy_closes_at_once_and_close_follows_once);
     tcase_add_test(tc, pause_stops_data_until_resume);

@@ -175,6 +175,7 @@ typedef struct side {
     /* behaviour */
     const char *send; /* written on 'secure'; end() once as much came back */
     bool echo;        /* echo 'data'; end() on 'end' */
+    bool gather;      /* write `send` and the echo with writev, in pieces */
     int closes;
 } side;
 
@@ -191,8 +192,14 @@ static void sd_secure(weft_stream *s, void *ctx)
     const char *v = weft_stream_tls_version(s);
     snprintf(d->version, sizeof(d->version), "%s", v ? v : "-");
     tu_slog_add(&d->log, "secure");
-    if (d->send != NULL)
+    if (d->send != NULL && d->gather) {
+        size_t n = strlen(d->send), i = n / 3, j = n / 2;
+        weft_buf pieces[4] = {{d->send, i}, {NULL, 0}, {d->send + i, j - i},
+                              {d->send + j, n - j}};
+        ck_assert_int_ge(weft_stream_writev(s, pieces, 4), 0);
+    } else if (d->send != NULL) {
         ck_assert_int_ge(weft_stream_write_string(s, d->send, NULL), 0);
+    }
 }
 
 static void sd_data(weft_stream *s, const char *data, size_t n, void *ctx)
@@ -206,8 +213,12 @@ static void sd_data(weft_stream *s, const char *data, size_t n, void *ctx)
     memcpy(d->rx + d->rx_len, data, n < room ? n : room);
     d->rx_len += n < room ? n : room;
     d->rx[d->rx_len] = '\0';
-    if (d->echo)
+    if (d->echo && d->gather && n > 1) {
+        weft_buf v[2] = {{data, 1}, {data + 1, n - 1}};
+        weft_stream_writev(s, v, 2);
+    } else if (d->echo) {
         weft_stream_write(s, data, n);
+    }
     if (d->send != NULL && d->rx_len >= strlen(d->send))
         weft_stream_end(s, NULL, 0);
 }
@@ -491,6 +502,24 @@ START_TEST(handshake_then_plaintext_data_and_clean_end_both_sides)
     ck_assert(!p.sv.verified);
     ck_assert_str_eq(p.sv.verr, "NO_PEER_CERTIFICATE");
     ck_assert_int_eq(p.sv.cert_rc, WEFT_ENOENT);
+    pair_done(&p);
+}
+END_TEST
+
+START_TEST(writev_over_tls_sends_the_pieces_in_order)
+{
+    static pair p;
+    memset(&p, 0, sizeof(p));
+    p.cl.send = "gathered, in three pieces, over TLS";
+    p.cl.gather = true;
+    p.sv.gather = true;
+    pair_start(&p, server_creds("server", NULL, NULL, 0, NULL),
+               client_creds("ca.pem", NULL, 0, NULL), "localhost");
+    run_for(10000);
+    ck_assert_str_eq(p.cl.log.buf, "secure,data,end,close:0");
+    ck_assert_str_eq(p.sv.log.buf, "secure,data,end,close:0");
+    ck_assert_str_eq(p.sv.rx, "gathered, in three pieces, over TLS");
+    ck_assert_str_eq(p.cl.rx, "gathered, in three pieces, over TLS");
     pair_done(&p);
 }
 END_TEST
@@ -1676,7 +1705,7 @@ START_TEST(pause_resume_with_records_buffered_in_openssl_never_stalls)
 }
 END_TEST
 
-/* ---- syscall economy ------------------------------------------------------ */
+/* ---- syscall economy ----------------------------------------------------- */
 
 /*
  * Small exchanges must cost about one read() per record received: OpenSSL
@@ -2374,6 +2403,7 @@ int main(void)
 
     tc = tu_tcase("session");
     tcase_add_test(tc, handshake_then_plaintext_data_and_clean_end_both_sides);
+    tcase_add_test(tc, writev_over_tls_sends_the_pieces_in_order);
     tcase_add_loop_test(tc, default_client_credentials_trust_the_system_store,
                         0, 2);
     tcase_add_test(tc, peer_certificate_fields_match_openssl_x509);
