@@ -323,6 +323,83 @@ START_TEST(option_setters_return_setsockopt_errors)
 }
 END_TEST
 
+/* ---- writev: a send error fails the stream, a full socket queues -------- */
+
+static char wv_log[256];
+
+static void wv_try(weft_stream *s, void *ctx)
+{
+    int err = (int)(intptr_t)ctx;
+    weft_buf b[2] = {{"head", 4}, {"body", 4}};
+    fault_arm(FAULT_SEND, 1, 1, err);
+    int r = weft_stream_writev(s, b, 2);
+    fault_disarm_all();
+    size_t n = strlen(wv_log);
+    snprintf(wv_log + n, sizeof(wv_log) - n, "writev:%d:%zu,", r,
+             weft_stream_buffer_size(s));
+    if (err == EAGAIN) /* queued: it goes out once the socket has room */
+        weft_stream_end(s, NULL, 0);
+}
+
+static void wv_error(weft_stream *s, int err, const char *msg, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    size_t n = strlen(wv_log);
+    snprintf(wv_log + n, sizeof(wv_log) - n, "error:%s:%s,",
+             weft_err_name(err), msg);
+}
+
+static void wv_close(weft_stream *s, bool had_error, void *ctx)
+{
+    (void)s;
+    size_t n = strlen(wv_log);
+    snprintf(wv_log + n, sizeof(wv_log) - n, "close:%d", had_error);
+    weft_server_close(ctx);
+}
+
+static char wv_got[16];
+
+static void wv_sink(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    size_t have = strlen(wv_got);
+    snprintf(wv_got + have, sizeof(wv_got) - have, "%.*s", (int)n, d);
+}
+
+static void wv_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)srv;
+    (void)ctx;
+    weft_stream_on_data(s, wv_sink, NULL);
+}
+
+START_TEST(writev_send_errors_fail_the_stream_and_eagain_queues)
+{
+    wv_log[0] = wv_got[0] = '\0';
+    int err = _i == 0 ? EPIPE : EAGAIN;
+    int port;
+    weft_server *srv = tu_server(wv_conn, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    weft_stream_on_connect(c, wv_try, (void *)(intptr_t)err);
+    weft_stream_on_error(c, wv_error, NULL);
+    weft_stream_on_close(c, wv_close, srv);
+    tu_run(5000);
+    ck_assert_int_eq(fault_injected(FAULT_SEND), 1);
+    if (err == EPIPE) {
+        ck_assert_str_eq(wv_log, "writev:0:0,error:EPIPE:write EPIPE,"
+                                 "close:1");
+        ck_assert_str_eq(wv_got, "");
+    } else {
+        ck_assert_str_eq(wv_log, "writev:0:8,close:0");
+        ck_assert_str_eq(wv_got, "headbody");
+    }
+}
+END_TEST
+
 /* ---- listen-time faults come back from listen() ----------------------- */
 
 START_TEST(listen_returns_socket_bind_and_epoll_errors)
@@ -430,6 +507,8 @@ int main(void)
         tc, each_failed_allocation_is_enomem_or_a_drop_and_the_loop_serves_on,
         0, ALLOC_STEPS);
     tcase_add_test(tc, option_setters_return_setsockopt_errors);
+    tcase_add_loop_test(tc, writev_send_errors_fail_the_stream_and_eagain_queues,
+                        0, 2);
     tcase_add_test(tc, listen_returns_socket_bind_and_epoll_errors);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
