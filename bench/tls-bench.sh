@@ -3,7 +3,7 @@
 # runs it and bench/tls_bench_node.js with the same arguments (see
 # bench/README-tls.md). Separate from bench/run.
 #
-#   bench/tls-bench.sh [SECONDS] [CONCURRENCY] [MB] [REPEATS]
+#   bench/tls-bench.sh [SECONDS] [CONCURRENCY] [MB] [REPEATS] [PP_SECONDS]
 #
 # weft and Node alternate, REPEATS times per certificate, so that a
 # neighbour's load on a shared machine hits both alike.
@@ -12,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 out=${BENCH_BUILD:-$root/build-bench}/tls
-secs=${1:-5} conc=${2:-16} mb=${3:-1024} reps=${4:-3}
+secs=${1:-5} conc=${2:-16} mb=${3:-1024} reps=${4:-3} pp=${5:-3}
 
 mkdir -p "$out"
 cmake -S "$root" -B "$out/weft" -DCMAKE_BUILD_TYPE=Release \
@@ -30,7 +30,7 @@ trap 'rm -rf "$certs"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(openssl version), node $(node --version)"
 for cert in server server-rsa; do
     for _ in $(seq "$reps"); do
-        "$out/tls_bench" "$certs" "$cert" "$secs" "$conc" "$mb"
-        node "$here/tls_bench_node.js" "$certs" "$cert" "$secs" "$conc" "$mb"
+        "$out/tls_bench" "$certs" "$cert" "$secs" "$conc" "$mb" "$pp"
+        node "$here/tls_bench_node.js" "$certs" "$cert" "$secs" "$conc" "$mb" "$pp"
     done
 done
