@@ -402,6 +402,19 @@ WEFT_EXTERN int weft_stream_writev(weft_stream *stream, const weft_buf *bufs,
                                    size_t n);
 
 /*
+ * writable.cork() / uncork(), as on Node's sockets: while corked, writes
+ * wait in the stream's queue, and the last uncork() sends them all with
+ * one sendmsg. Corks nest (up to 255: WEFT_EINVAL past that); end()
+ * uncorks whatever the depth; destroy() discards what waits. A corked
+ * write returns 1 while under 16 KiB wait (Node's default highWaterMark),
+ * else 0, and 'drain' follows the flush. Corking an ended or closed
+ * stream does nothing. weft_stream_corked() gives the depth.
+ */
+WEFT_EXTERN int weft_stream_cork(weft_stream *stream);
+WEFT_EXTERN void weft_stream_uncork(weft_stream *stream);
+WEFT_EXTERN int weft_stream_corked(const weft_stream *stream);
+
+/*
  * stream.write(string, encoding): encodes the NUL-terminated `str` with
  * `encoding` ("utf8" when NULL; "ascii", "latin1"/"binary", "base64",
  * "hex" ...) and writes the bytes. WEFT_EENCODING for an unknown name.

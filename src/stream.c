@@ -89,7 +89,15 @@ enum stream_bits {
     B_HANDSHAKE = 8, /* start or continue the TLS handshake */
     B_READ = 16,     /* TLS holds plaintext the fd will not announce */
     B_END = 32,      /* resumed with 'end' held back */
+    B_DRAIN = 64,    /* uncork() emptied the queue: 'drain' is owed */
 };
+
+/*
+ * While corked, write() answers 1 until this much waits in the queue, as
+ * Node's writable does under its default highWaterMark; past it, 0 and a
+ * 'drain' after uncork() has flushed.
+ */
+#define CORK_HIGH_WATER (16 * 1024)
 
 /*
  * TLS records read per readable event (each up to 16 KiB). Past this the
@@ -156,6 +164,7 @@ struct weft_stream {
      * readable (tls.h), and the handshake needs whatever OpenSSL asks.
      */
     uint8_t rwant, wwant, hswant;
+    uint8_t corked; /* cork() depth: writes wait in the queue */
     weft__decoder dec;
 };
 
@@ -272,6 +281,7 @@ static void teardown(weft_stream *s)
     }
     weft__io_close(s->h.loop, &s->io);
     free_queue(s);
+    s->corked = 0;
     if (s->x != NULL)
         weft__timer_disarm(s->h.loop, &s->x->idle);
 }
@@ -478,7 +488,8 @@ static void update_io(weft_stream *s)
     } else if (has(s, F_CONNECTED)) {
         if (has(s, F_READABLE) && !has(s, F_PAUSED))
             want |= s->rwant;
-        if (s->wq_head != NULL || has(s, F_NOTIFY_PENDING))
+        if ((s->wq_head != NULL && s->corked == 0) ||
+            has(s, F_NOTIFY_PENDING))
             want |= s->wwant;
     }
     int err = weft__io_set(s->h.loop, &s->io, want);
@@ -556,10 +567,12 @@ static bool flush_tls(weft_stream *s)
     return true;
 }
 
-static void flush(weft_stream *s)
+/* Writes as much of the queue as the kernel takes and sets the write
+ * interest; false if the stream failed. Emits nothing. */
+static bool write_queue(weft_stream *s)
 {
     if (s->tls != NULL && !flush_tls(s))
-        return;
+        return false;
     while (s->tls == NULL && s->wq_head != NULL) {
         struct iovec iov[WRITE_IOV];
         int n = 0;
@@ -578,7 +591,7 @@ static void flush(weft_stream *s)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             fail(s, weft__err(errno), "write", NULL);
-            return;
+            return false;
         }
         s->bytes_written += (uint64_t)w;
         touch(s);
@@ -587,7 +600,13 @@ static void flush(weft_stream *s)
             break;
     }
     update_io(s);
-    if (s->wq_head != NULL || has(s, F_DESTROYED))
+    return !has(s, F_DESTROYED);
+}
+
+/* Writes the queue; once it is empty, 'drain' (if owed) and the FIN. */
+static void flush(weft_stream *s)
+{
+    if (!write_queue(s) || s->wq_head != NULL)
         return;
     /* As Node: no 'drain' once end() was called; nothing more can be
      * written, so there is nothing to resume. */
@@ -630,6 +649,19 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
     int refused = write_refused(s);
     if (refused < 0)
         return refused;
+    if (s->corked > 0 && !has(s, F_CONNECTING | F_HANDSHAKING)) {
+        /* Held for uncork(); true under the high-water mark, as Node. */
+        bool owed = has(s, F_NEED_DRAIN);
+        if (len > 0 && enqueue(s, data, len) < 0)
+            return WEFT_ENOMEM;
+        if (s->wq_bytes < CORK_HIGH_WATER) {
+            if (!owed)
+                s->flags &= ~F_NEED_DRAIN;
+            return 1;
+        }
+        s->flags |= F_NEED_DRAIN;
+        return 0;
+    }
     if (has(s, F_CONNECTING | F_HANDSHAKING) || s->wq_head != NULL) {
         if (len > 0 && enqueue(s, data, len) < 0)
             return WEFT_ENOMEM;
@@ -689,7 +721,7 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
      * turn, which is the same byte stream; the result is the last one's
      * (0 as soon as anything was queued, since the rest queues behind). */
     if (s->tls != NULL || n > WRITE_IOV || has(s, F_CONNECTING) ||
-        s->wq_head != NULL) {
+        s->wq_head != NULL || s->corked > 0) {
         int r = 1;
         for (size_t i = 0; i < n; i++) {
             if (bufs[i].len == 0)
@@ -782,9 +814,43 @@ int weft_stream_end(weft_stream *s, const void *data, size_t len)
     }
     s->flags &= ~F_WRITABLE;
     s->flags |= F_ENDING;
-    if (has(s, F_CONNECTED) && !has(s, F_HANDSHAKING) && s->wq_head == NULL)
+    /* As Node, end() uncorks whatever the depth. */
+    bool was_corked = s->corked > 0;
+    s->corked = 0;
+    if (!has(s, F_CONNECTED) || has(s, F_HANDSHAKING))
+        return 0;
+    if (was_corked && s->wq_head != NULL && !write_queue(s))
+        return 0;
+    if (s->wq_head == NULL)
         send_fin(s);
     return 0;
+}
+
+int weft_stream_cork(weft_stream *s)
+{
+    if (s == NULL || s->corked == UINT8_MAX)
+        return WEFT_EINVAL;
+    if (!has(s, F_WRITABLE))
+        return 0; /* nothing more can be written: nothing to hold */
+    s->corked++;
+    return 0;
+}
+
+void weft_stream_uncork(weft_stream *s)
+{
+    if (s == NULL || s->corked == 0 || --s->corked > 0)
+        return;
+    if (!has(s, F_CONNECTED) || has(s, F_HANDSHAKING) || s->wq_head == NULL)
+        return; /* connect() or the handshake's end flushes the queue */
+    /* One sendmsg for everything held. 'drain', if a held write answered
+     * 0, comes from the pending phase: never from inside this call. */
+    if (write_queue(s) && s->wq_head == NULL && has(s, F_NEED_DRAIN))
+        weft__handle_defer(&s->h, B_DRAIN);
+}
+
+int weft_stream_corked(const weft_stream *s)
+{
+    return s != NULL ? s->corked : 0;
 }
 
 int weft_stream_end_string(weft_stream *s, const char *str,
@@ -843,7 +909,7 @@ static void connected(weft_stream *s)
     WEFT__EMIT(&s->em, EV_connect, weft_stream_connect_cb, s);
     if (has(s, F_DESTROYED) || has(s, F_HANDSHAKING))
         return;
-    if (s->wq_head != NULL)
+    if (s->wq_head != NULL && s->corked == 0)
         flush(s);
     else if (has(s, F_ENDING))
         send_fin(s);
@@ -945,7 +1011,8 @@ static void on_io(weft__io *io, unsigned events)
         return;
     }
     if ((events & s->wwant) &&
-        (s->wq_head != NULL || has(s, F_NOTIFY_PENDING))) {
+        ((s->wq_head != NULL && s->corked == 0) ||
+         has(s, F_NOTIFY_PENDING))) {
         flush(s);
         if (has(s, F_DESTROYED))
             return;
@@ -1418,7 +1485,7 @@ static void drive_handshake(weft_stream *s)
     WEFT__EMIT(&s->em, EV_secure, weft_stream_secure_cb, s);
     if (has(s, F_DESTROYED))
         return;
-    if (s->wq_head != NULL)
+    if (s->wq_head != NULL && s->corked == 0)
         flush(s);
     else if (has(s, F_ENDING))
         send_fin(s);
@@ -1549,6 +1616,11 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
         drive_handshake(s);
     if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
         do_read(s);
+    if ((bits & B_DRAIN) && has(s, F_NEED_DRAIN) && s->wq_head == NULL &&
+        !has(s, F_DESTROYED | F_ENDING | F_FIN_SENT)) {
+        s->flags &= ~F_NEED_DRAIN;
+        WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
+    }
     if ((bits & B_END) && has(s, F_END_PENDING) &&
         !has(s, F_PAUSED | F_DESTROYED)) {
         s->flags &= ~F_END_PENDING;

@@ -10,7 +10,9 @@
  *     without an idle timeout on every stream, and when the answer is a
  *     writev of two pieces;
  *   - backpressure: epoll_ctl only when the queue starts and stops
- *     waiting for room (two per 'drain'), never per write.
+ *     waiting for room (two per 'drain'), never per write;
+ *   - cork: writes held by cork() go out in one send at uncork(), with
+ *     no epoll_ctl.
  *
  * Server and clients run on one loop in this process, so a round trip is
  * two messages: two reads and two sends at best.
@@ -232,6 +234,62 @@ START_TEST(backpressure_costs_two_epoll_ctl_per_drain_not_per_write)
 }
 END_TEST
 
+/* ---- cork ---------------------------------------------------------------- */
+
+static struct {
+    long sends, ctl;
+    size_t got;
+} ck;
+
+static void ck_sink(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)d;
+    (void)ctx;
+    ck.got += n;
+}
+
+static void ck_accept(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_server_close(srv);
+    weft_stream_on_data(s, ck_sink, NULL);
+}
+
+static void ck_connect(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    long r0, s0, c0, r1, s1, c1;
+    snapshot(&r0, &s0, &c0);
+    weft_stream_cork(s);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(weft_stream_write(s, "0123456789", 10), 1);
+    weft_buf v[2] = {{"head", 4}, {"body", 4}};
+    ck_assert_int_eq(weft_stream_writev(s, v, 2), 1);
+    weft_stream_uncork(s);
+    snapshot(&r1, &s1, &c1);
+    ck.sends = s1 - s0;
+    ck.ctl = c1 - c0;
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 0);
+    weft_stream_end(s, NULL, 0);
+}
+
+START_TEST(corked_writes_leave_in_one_send)
+{
+    memset(&ck, 0, sizeof(ck));
+    int port;
+    tu_server(ck_accept, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    weft_stream_on_connect(c, ck_connect, NULL);
+    tu_run(5000);
+    ck_assert_uint_eq(ck.got, 108);
+    ck_assert_int_eq(ck.sends, 1);
+    ck_assert_int_eq(ck.ctl, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("economy");
@@ -240,6 +298,7 @@ int main(void)
         tc, request_response_costs_one_read_and_one_send_per_message, 0, 3);
     tcase_add_test(tc,
                    backpressure_costs_two_epoll_ctl_per_drain_not_per_write);
+    tcase_add_test(tc, corked_writes_leave_in_one_send);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -668,6 +668,186 @@ START_TEST(writev_queues_exactly_what_the_kernel_left_in_order)
 }
 END_TEST
 
+/* ---- cork / uncork ----------------------------------------------------- */
+
+/* A server that logs each 'data' it gets and its 'end'. */
+static tu_slog ck_srv;
+static size_t ck_got;
+
+static void ck_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    ck_got += n;
+    if (n <= 16)
+        tu_slog_add(&ck_srv, "data:%.*s", (int)n, d);
+    else
+        tu_slog_add(&ck_srv, "data:%zu", n);
+}
+
+static void ck_end(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    tu_slog_add(&ck_srv, "end");
+    weft_stream_end(s, NULL, 0);
+}
+
+static void ck_accept(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_server_close(srv);
+    weft_stream_on_data(s, ck_data, NULL);
+    weft_stream_on_end(s, ck_end, NULL);
+}
+
+static weft_stream *ck_client(void (*on_connect)(weft_stream *, void *))
+{
+    memset(&ck_srv, 0, sizeof(ck_srv));
+    ck_got = 0;
+    int port;
+    tu_server(ck_accept, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    if (on_connect != NULL)
+        weft_stream_on_connect(c, on_connect, NULL);
+    weft_stream_on_drain(c, l_drain, NULL);
+    weft_stream_on_close(c, l_close, NULL);
+    return c;
+}
+
+static void ck_release(weft_timer *t, void *ctx)
+{
+    (void)t;
+    weft_stream *c = ctx;
+    /* Held until now: the server has seen nothing. */
+    tu_logf("server-had:%zu", ck_got);
+    weft_stream_uncork(c);
+    tu_logf("uncorked:%zu", weft_stream_buffer_size(c));
+    weft_stream_end(c, NULL, 0);
+}
+
+static void ck_hold(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    ck_assert_int_eq(weft_stream_cork(s), 0);
+    ck_assert_int_eq(weft_stream_write(s, "a", 1), 1);
+    ck_assert_int_eq(weft_stream_write_string(s, "b", NULL), 1);
+    weft_buf v[2] = {{"c", 1}, {"d", 1}};
+    ck_assert_int_eq(weft_stream_writev(s, v, 2), 1);
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 4);
+    ck_assert_int_eq(weft_stream_corked(s), 1);
+    weft_set_timeout(tu_loop, 30, ck_release, s);
+}
+
+START_TEST(cork_holds_writes_until_uncork_sends_them_at_once)
+{
+    ck_client(ck_hold);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "server-had:0,uncorked:0,close:0:closed");
+    ck_assert_str_eq(ck_srv.buf, "data:abcd,end");
+}
+END_TEST
+
+static void ck_nest(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_stream_cork(s);
+    weft_stream_cork(s);
+    ck_assert_int_eq(weft_stream_write(s, "x", 1), 1);
+    weft_stream_uncork(s);
+    ck_assert_int_eq(weft_stream_corked(s), 1);
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 1);
+    /* end() uncorks whatever the depth: "x", then the FIN. */
+    ck_assert_int_eq(weft_stream_end(s, "y", 1), 0);
+    ck_assert_int_eq(weft_stream_corked(s), 0);
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 0);
+    /* Nothing to hold any more. */
+    ck_assert_int_eq(weft_stream_cork(s), 0);
+    ck_assert_int_eq(weft_stream_corked(s), 0);
+    weft_stream_uncork(s); /* not corked: nothing */
+}
+
+START_TEST(cork_nests_and_end_uncorks_at_any_depth)
+{
+    ck_client(ck_nest);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "close:0:closed");
+    ck_assert_str_eq(ck_srv.buf, "data:xy,end");
+}
+END_TEST
+
+static void ck_high(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    static char buf[10 * 1024];
+    memset(buf, 'h', sizeof(buf));
+    weft_stream_cork(s);
+    ck_assert_int_eq(weft_stream_write(s, buf, sizeof(buf)), 1);
+    ck_assert_int_eq(weft_stream_write(s, buf, sizeof(buf)), 0);
+    weft_stream_uncork(s);
+    /* 'drain' is owed, but never emitted inside uncork(). */
+    tu_logf("uncorked:%zu", weft_stream_buffer_size(s));
+}
+
+static void ck_end_on_drain(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_stream_end(s, NULL, 0);
+}
+
+START_TEST(cork_past_16_kib_answers_false_and_drain_follows_uncork)
+{
+    weft_stream *c = ck_client(ck_high);
+    weft_stream_on_drain(c, ck_end_on_drain, NULL);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "uncorked:0,drain,close:0:closed");
+    ck_assert_uint_eq(ck_got, 20 * 1024);
+}
+END_TEST
+
+static void ck_discard(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    weft_stream_cork(s);
+    ck_assert_int_eq(weft_stream_write(s, "lost", 4), 1);
+    weft_stream_destroy(s);
+    ck_assert_int_eq(weft_stream_corked(s), 0);
+}
+
+START_TEST(destroy_while_corked_discards_the_held_writes)
+{
+    ck_client(ck_discard);
+    tu_run(5000);
+    ck_assert_str_eq(tu_log_str(), "close:0:closed");
+    ck_assert_str_eq(ck_srv.buf, "end");
+    ck_assert_uint_eq(ck_got, 0);
+}
+END_TEST
+
+static void ck_connected_corked(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    /* Written while connecting, corked: still held after 'connect'. */
+    ck_assert_uint_eq(weft_stream_buffer_size(s), 5);
+    weft_set_timeout(tu_loop, 30, ck_release, s);
+}
+
+START_TEST(cork_before_connect_holds_past_the_connect)
+{
+    weft_stream *c = ck_client(ck_connected_corked);
+    ck_assert_int_eq(weft_stream_cork(c), 0);
+    /* While connecting, write() queues and answers 0, corked or not. */
+    ck_assert_int_eq(weft_stream_write(c, "early", 5), 0);
+    tu_run(5000);
+    /* The 0 owed a 'drain', but end() came right after the uncork: none,
+     * as Node. */
+    ck_assert_str_eq(tu_log_str(),
+                     "server-had:0,uncorked:0,close:0:closed");
+    ck_assert_str_eq(ck_srv.buf, "data:early,end");
+}
+END_TEST
+
 /* ---- destroy ---------------------------------------------------------- */
 
 static void destroy_now(weft_stream *s, void *ctx)
@@ -1015,6 +1195,11 @@ int main(void)
     tcase_add_test(tc, writev_sends_the_pieces_as_one_buffer);
     tcase_add_test(tc, writev_rejects_bad_arguments_as_write_does);
     tcase_add_test(tc, writev_queues_exactly_what_the_kernel_left_in_order);
+    tcase_add_test(tc, cork_holds_writes_until_uncork_sends_them_at_once);
+    tcase_add_test(tc, cork_nests_and_end_uncorks_at_any_depth);
+    tcase_add_test(tc, cork_past_16_kib_answers_false_and_drain_follows_uncork);
+    tcase_add_test(tc, destroy_while_corked_discards_the_held_writes);
+    tcase_add_test(tc, cork_before_connect_holds_past_the_connect);
     tcase_add_test(tc, end_with_data_writes_then_half_closes);
     tcase_add_test(tc, destroy_closes_at_once_and_close_follows_once);
     tcase_add_test(tc, pause_stops_data_until_resume);

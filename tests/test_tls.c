@@ -176,6 +176,7 @@ typedef struct side {
     const char *send; /* written on 'secure'; end() once as much came back */
     bool echo;        /* echo 'data'; end() on 'end' */
     bool gather;      /* write `send` and the echo with writev, in pieces */
+    bool cork;        /* write `send` in two writes between cork/uncork */
     int closes;
 } side;
 
@@ -197,6 +198,14 @@ static void sd_secure(weft_stream *s, void *ctx)
         weft_buf pieces[4] = {{d->send, i}, {NULL, 0}, {d->send + i, j - i},
                               {d->send + j, n - j}};
         ck_assert_int_ge(weft_stream_writev(s, pieces, 4), 0);
+    } else if (d->send != NULL && d->cork) {
+        size_t n = strlen(d->send);
+        ck_assert_int_eq(weft_stream_cork(s), 0);
+        ck_assert_int_eq(weft_stream_write(s, d->send, n / 2), 1);
+        ck_assert_int_eq(weft_stream_write(s, d->send + n / 2, n - n / 2), 1);
+        ck_assert_uint_eq(weft_stream_buffer_size(s), n);
+        weft_stream_uncork(s);
+        ck_assert_uint_eq(weft_stream_buffer_size(s), 0);
     } else if (d->send != NULL) {
         ck_assert_int_ge(weft_stream_write_string(s, d->send, NULL), 0);
     }
@@ -520,6 +529,22 @@ START_TEST(writev_over_tls_sends_the_pieces_in_order)
     ck_assert_str_eq(p.sv.log.buf, "secure,data,end,close:0");
     ck_assert_str_eq(p.sv.rx, "gathered, in three pieces, over TLS");
     ck_assert_str_eq(p.cl.rx, "gathered, in three pieces, over TLS");
+    pair_done(&p);
+}
+END_TEST
+
+START_TEST(cork_over_tls_holds_then_sends_in_order)
+{
+    static pair p;
+    memset(&p, 0, sizeof(p));
+    p.cl.send = "corked, then uncorked, over TLS";
+    p.cl.cork = true;
+    pair_start(&p, server_creds("server", NULL, NULL, 0, NULL),
+               client_creds("ca.pem", NULL, 0, NULL), "localhost");
+    run_for(10000);
+    ck_assert_str_eq(p.cl.log.buf, "secure,data,end,close:0");
+    ck_assert_str_eq(p.sv.rx, "corked, then uncorked, over TLS");
+    ck_assert_str_eq(p.cl.rx, "corked, then uncorked, over TLS");
     pair_done(&p);
 }
 END_TEST
@@ -2404,6 +2429,7 @@ int main(void)
     tc = tu_tcase("session");
     tcase_add_test(tc, handshake_then_plaintext_data_and_clean_end_both_sides);
     tcase_add_test(tc, writev_over_tls_sends_the_pieces_in_order);
+    tcase_add_test(tc, cork_over_tls_holds_then_sends_in_order);
     tcase_add_loop_test(tc, default_client_credentials_trust_the_system_store,
                         0, 2);
     tcase_add_test(tc, peer_certificate_fields_match_openssl_x509);
