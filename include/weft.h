@@ -394,8 +394,8 @@ typedef struct weft_buf {
  * when the queue is empty (sendmsg with an iovec: an HTTP header and its
  * body without a copy or a second syscall); what the kernel does not take
  * is copied into the queue. Returns and errors as weft_stream_write() of
- * the concatenation. Under TLS, the pieces are written one after the
- * other (OpenSSL has no gather write). Not in Node's net: its
+ * the concatenation. Under TLS the pieces are copied together and sent
+ * as one record (OpenSSL has no gather write). Not in Node's net: its
  * cork()/uncork() serve the same purpose.
  */
 WEFT_EXTERN int weft_stream_writev(weft_stream *stream, const weft_buf *bufs,

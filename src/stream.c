@@ -524,6 +524,54 @@ static int enqueue(weft_stream *s, const char *data, size_t len)
     return 0;
 }
 
+/*
+ * Queues the pieces past their first `skip` bytes as one contiguous run:
+ * into the tail chunk if it has room, else into one new chunk, so that a
+ * TLS flush makes one record of it and a plain flush one iovec entry.
+ * On failure nothing is queued.
+ */
+static int enqueue_rest(weft_stream *s, const weft_buf *bufs, size_t n,
+                        size_t skip)
+{
+    size_t rest = 0;
+    for (size_t i = 0; i < n; i++)
+        rest += bufs[i].len;
+    rest -= skip;
+    chunk *t = s->wq_tail;
+    chunk *c = t;
+    if (t == NULL || t->cap - t->len < rest) {
+        size_t cap = rest < CHUNK_MIN ? CHUNK_MIN : rest;
+        c = weft__malloc(sizeof(*c) + cap);
+        if (c == NULL)
+            return WEFT_ENOMEM;
+        c->next = NULL;
+        c->off = 0;
+        c->len = 0;
+        c->cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = bufs[i].len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(c->data + c->len, (const char *)bufs[i].base + skip,
+               len - skip);
+        c->len += len - skip;
+        skip = 0;
+    }
+    if (c != t) {
+        if (t != NULL)
+            t->next = c;
+        else
+            s->wq_head = c;
+        s->wq_tail = c;
+    }
+    s->wq_bytes += rest;
+    s->flags |= F_NEED_DRAIN;
+    return 0;
+}
+
 static void consume(weft_stream *s, size_t n)
 {
     s->wq_bytes -= n;
@@ -717,9 +765,25 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
         return refused;
     if (total == 0)
         return weft_stream_write(s, NULL, 0); /* the same answer */
-    /* Queued or TLS or too many pieces for one sendmsg: the pieces in
-     * turn, which is the same byte stream; the result is the last one's
-     * (0 as soon as anything was queued, since the rest queues behind). */
+    /* TLS, nothing queued: gathered into one chunk and flushed at once,
+     * so the pieces make one record (OpenSSL has no gather write). */
+    if (s->tls != NULL && s->wq_head == NULL && s->corked == 0 &&
+        !has(s, F_CONNECTING | F_HANDSHAKING)) {
+        bool owed = has(s, F_NEED_DRAIN);
+        if (enqueue_rest(s, bufs, n, 0) < 0)
+            return WEFT_ENOMEM; /* nothing was queued or sent */
+        if (!write_queue(s))
+            return 0;
+        if (s->wq_head != NULL)
+            return 0;
+        if (!owed)
+            s->flags &= ~F_NEED_DRAIN;
+        return 1;
+    }
+    /* Queued, connecting, corked, or too many pieces for one sendmsg: the
+     * pieces in turn, which is the same byte stream; the result is the
+     * last one's (0 as soon as anything was queued, since the rest queues
+     * behind). */
     if (s->tls != NULL || n > WRITE_IOV || has(s, F_CONNECTING) ||
         s->wq_head != NULL || s->corked > 0) {
         int r = 1;
@@ -745,20 +809,12 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
     touch(s);
     if ((size_t)w == total)
         return 1;
-    /* Queue what the kernel left, piece by piece, past the `w` bytes it
-     * took. */
-    size_t skip = (size_t)w;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = bufs[i].len;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        if (enqueue(s, (const char *)bufs[i].base + skip, len - skip) < 0) {
-            fail(s, WEFT_ENOMEM, "write", NULL);
-            return WEFT_ENOMEM;
-        }
-        skip = 0;
+    /* Queue what the kernel left, past the `w` bytes it took. */
+    if (enqueue_rest(s, bufs, n, (size_t)w) < 0) {
+        /* Part is in the kernel and the rest is lost: the stream cannot
+         * go on (as write()). */
+        fail(s, WEFT_ENOMEM, "write", NULL);
+        return WEFT_ENOMEM;
     }
     update_io(s);
     return 0;
