@@ -274,6 +274,14 @@ WEFT_EXTERN void weft_server_set_allow_half_open(weft_server *server,
 /* Listen backlog for the next listen (default 511, as Node's). */
 WEFT_EXTERN void weft_server_set_backlog(weft_server *server, int backlog);
 
+/*
+ * SO_REUSEPORT on the next TCP listen (Node 22's listen({reusePort})):
+ * several servers, one per loop, thread or process, may then listen on
+ * the same address and port, and the kernel spreads incoming connections
+ * over them. Every one of them must set it. No effect on a Unix socket.
+ */
+WEFT_EXTERN void weft_server_set_reuse_port(weft_server *server, bool on);
+
 /* An unref'd server does not keep weft_loop_run() going. */
 WEFT_EXTERN void weft_server_ref(weft_server *server);
 WEFT_EXTERN void weft_server_unref(weft_server *server);

@@ -65,6 +65,7 @@ struct weft_server {
     bool allow_half_open;
     bool unlink_path;
     bool is_unix; /* accepted streams are Unix sockets */
+    bool reuse_port; /* SO_REUSEPORT on the next TCP listener */
     int port;   /* for a listen that waits on a lookup */
     char *host; /* the name being looked up, for messages */
     weft__dns_req *dns;
@@ -195,6 +196,11 @@ static int open_listener(weft_server *s, const weft__sockaddr *addr)
     if (family != AF_UNIX) {
         int on = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        if (s->reuse_port &&
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) {
+            err = weft__err(errno);
+            goto out_close;
+        }
     }
     if (bind(fd, &addr->u.sa, addr->len) < 0 ||
         listen(fd, s->backlog) < 0) {
@@ -460,6 +466,12 @@ void weft_server_set_allow_half_open(weft_server *s, bool allow)
 {
     if (s)
         s->allow_half_open = allow;
+}
+
+void weft_server_set_reuse_port(weft_server *s, bool on)
+{
+    if (s)
+        s->reuse_port = on;
 }
 
 void weft_server_set_backlog(weft_server *s, int backlog)

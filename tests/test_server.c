@@ -203,6 +203,69 @@ START_TEST(listen_on_a_port_in_use_is_eaddrinuse)
 }
 END_TEST
 
+/* Two servers on one port with reusePort: both listen, the kernel
+ * spreads the connections over them. */
+#define RP_CLIENTS 64
+
+static struct {
+    weft_server *srv[2];
+    int got[2];
+    int closed;
+} rp;
+
+static void rp_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)s;
+    rp.got[(intptr_t)ctx]++;
+    (void)srv;
+    weft_stream_end(s, NULL, 0);
+}
+
+static void rp_close(weft_stream *s, bool had_error, void *ctx)
+{
+    (void)s;
+    (void)had_error;
+    (void)ctx;
+    if (++rp.closed == RP_CLIENTS) {
+        weft_server_close(rp.srv[0]);
+        weft_server_close(rp.srv[1]);
+    }
+}
+
+START_TEST(reuse_port_lets_two_servers_share_a_port)
+{
+    memset(&rp, 0, sizeof(rp));
+    for (int i = 0; i < 2; i++) {
+        rp.srv[i] = weft_create_server(tu_loop, rp_conn, (void *)(intptr_t)i);
+        weft_server_set_reuse_port(rp.srv[i], true);
+    }
+    ck_assert_int_eq(
+        weft_server_listen(rp.srv[0], 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_server_address(rp.srv[0], &a), 0);
+    ck_assert_int_eq(
+        weft_server_listen(rp.srv[1], a.port, "127.0.0.1", NULL, NULL), 0);
+    /* A third server without the option is refused, as without any. */
+    weft_server *plain = weft_create_server(tu_loop, NULL, NULL);
+    ck_assert_int_eq(weft_server_listen(plain, a.port, "127.0.0.1", NULL,
+                                        NULL),
+                     WEFT_EADDRINUSE);
+    weft_server_close(plain);
+    for (int i = 0; i < RP_CLIENTS; i++) {
+        weft_stream *c;
+        ck_assert_int_eq(
+            weft_create_connection(tu_loop, a.port, "127.0.0.1", &c), 0);
+        weft_stream_on_close(c, rp_close, NULL);
+    }
+    tu_run(5000);
+    ck_assert_int_eq(rp.got[0] + rp.got[1], RP_CLIENTS);
+    /* Spread by the kernel's hash: both get some (all 64 on one side has
+     * a chance of 2^-63). */
+    ck_assert_int_gt(rp.got[0], 0);
+    ck_assert_int_gt(rp.got[1], 0);
+}
+END_TEST
+
 START_TEST(listen_on_a_name_reports_eaddrinuse_as_error_event)
 {
     int port;
@@ -638,6 +701,7 @@ int main(void)
     tcase_add_test(tc, listen_on_ipv6_any);
     tcase_add_test(tc, listen_on_a_name_resolves_it_first);
     tcase_add_test(tc, listen_on_a_port_in_use_is_eaddrinuse);
+    tcase_add_test(tc, reuse_port_lets_two_servers_share_a_port);
     tcase_add_test(tc, listen_on_a_name_reports_eaddrinuse_as_error_event);
     tcase_add_test(tc, listen_on_a_privileged_port_without_privilege_is_eacces);
     tcase_add_test(tc, listen_rejects_bad_arguments);
