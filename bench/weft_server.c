@@ -15,23 +15,19 @@
  * timeout of N ms (setTimeout + a 'timeout' listener that destroys it),
  * to measure what keeping one costs per request.
  *
- * WORKERS > 1 (TCP only) forks that many processes, each with its own
- * SO_REUSEPORT listener on the port handed to weft_server_listen_fd():
- * the way to hold more connections than one process's open-file limit
- * (the idle test's 100,000). All listeners exist before the first fork,
- * so a client that connects once the port answers reaches any of them.
+ * WORKERS > 1 (TCP only) forks that many processes, each listening on
+ * the port with weft_server_set_reuse_port(): the way to hold more
+ * connections than one process's open-file limit (the idle test's
+ * 100,000). A worker that starts listening late only misses the first
+ * connections; the idle test opens its own after a warm-up.
  */
 #include "common.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
-#include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <weft.h>
@@ -91,25 +87,6 @@ static void on_error(weft_server *srv, int err, const char *msg, void *ctx)
     exit(1);
 }
 
-static int reuseport_listener(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)port)};
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-        bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-        listen(fd, 511) < 0) {
-        fprintf(stderr, "weft_server: listener on %d: %s\n", port,
-                strerror(errno));
-        exit(1);
-    }
-    return fd;
-}
-
 static pid_t workers[64];
 static int nworkers;
 
@@ -120,13 +97,9 @@ static void stop_workers(int sig)
 }
 
 /* The parent of WORKERS processes: forks, then waits for them all; a
- * SIGTERM or SIGINT is passed on. Returns only in a worker, with the
- * listener it serves. */
-static int fork_workers(int port, int n)
+ * SIGTERM or SIGINT is passed on. Returns only in a worker. */
+static void fork_workers(int n)
 {
-    int fds[64];
-    for (int i = 0; i < n; i++)
-        fds[i] = reuseport_listener(port);
     for (int i = 0; i < n; i++) {
         pid_t pid = fork();
         if (pid < 0) {
@@ -136,15 +109,10 @@ static int fork_workers(int port, int n)
         }
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
-            for (int j = 0; j < n; j++)
-                if (j != i)
-                    close(fds[j]);
-            return fds[i];
+            return;
         }
         workers[nworkers++] = pid;
     }
-    for (int i = 0; i < n; i++)
-        close(fds[i]);
     signal(SIGTERM, stop_workers);
     signal(SIGINT, stop_workers);
     int status, failed = 0;
@@ -189,7 +157,8 @@ int main(int argc, char **argv)
     const char *idle = getenv("BENCH_IDLE_MS");
     idle_ms = idle ? strtoull(idle, NULL, 10) : 0;
     /* Fork before weft exists: each worker gets its own loop. */
-    int lfd = nw > 1 ? fork_workers(atoi(argv[2]), nw) : -1;
+    if (nw > 1)
+        fork_workers(nw);
     weft_server *srv = weft_create_server(NULL, on_connection, NULL);
     if (srv == NULL) {
         fprintf(stderr, "weft_create_server: out of memory\n");
@@ -198,13 +167,13 @@ int main(int argc, char **argv)
     weft_server_on_error(srv, on_error, NULL);
     const char *addr = argv[2];
     int r;
-    if (lfd >= 0) {
-        r = weft_server_listen_fd(srv, lfd, NULL, NULL);
-    } else if (bench_is_path(addr)) {
+    if (bench_is_path(addr)) {
         is_unix = 1;
         unlink(addr);
         r = weft_server_listen_path(srv, addr, NULL, NULL);
     } else {
+        /* Workers share the port; the kernel spreads the connections. */
+        weft_server_set_reuse_port(srv, nw > 1);
         r = weft_server_listen(srv, atoi(addr), "127.0.0.1", NULL, NULL);
     }
     if (r < 0) {
