@@ -222,6 +222,23 @@ void weft__handle_defer(weft__handle *h, unsigned bits);
 /* Frees the handle in this turn's close phase (after all callbacks). */
 void weft__handle_close(weft__handle *h);
 
+/*
+ * Work for a handle after the next poll instead of in the pending phase
+ * now running. For a handle that may find more work every time it runs:
+ * a TLS stream whose read budget ran out while records still wait inside
+ * OpenSSL. Deferred the usual way it would run again in this same phase,
+ * and a peer that never stops sending would keep the loop from polling
+ * and its timers from firing. The node lives in the caller's memory;
+ * cancel it before that memory goes.
+ */
+typedef struct weft__later {
+    weft__qnode node;
+    weft__handle *h;
+    unsigned bits;
+} weft__later;
+void weft__later_add(weft__later *l, weft__handle *h, unsigned bits);
+void weft__later_cancel(weft__later *l);
+
 /* Per-type hooks, called by the loop. */
 void weft__server_pending(weft__handle *h, unsigned bits);
 void weft__stream_pending(weft__handle *h, unsigned bits);
@@ -251,6 +268,7 @@ struct weft_loop {
     unsigned active_refs; /* handles ACTIVE and REF */
     weft__qnode handles;
     weft__qnode pending;
+    weft__qnode later; /* weft__later nodes: handed to pending after poll */
     weft__handle *closing;
     bool running, stop;
     uint64_t turns; /* loop iterations, for tests that check for spinning */

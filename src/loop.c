@@ -9,7 +9,8 @@
  *                (Node's nextTick); repeated until the queue is empty
  *   3. poll      epoll_wait, dispatching I/O callbacks; the wait is 0 when
  *                pending work or closing handles are waiting
- *   4. pending   again, so work deferred by I/O callbacks runs this turn
+ *   4. pending   again, so work deferred by I/O callbacks runs this turn,
+ *                after the work put off until this poll (weft__later)
  *   5. close     handles whose 'close' was delivered are freed
  *
  * Nothing is freed outside phase 5, so any callback may end or destroy
@@ -44,6 +45,7 @@ weft_loop *weft_loop_new(void)
         return NULL;
     weft__q_init(&loop->handles);
     weft__q_init(&loop->pending);
+    weft__q_init(&loop->later);
     weft__q_init(&loop->dns_reqs);
     weft__q_init(&loop->dns_done);
     weft__io_init(&loop->dns_io, -1, NULL);
@@ -180,6 +182,35 @@ static void handle_free(weft__handle *h)
     }
 }
 
+void weft__later_add(weft__later *l, weft__handle *h, unsigned bits)
+{
+    l->h = h;
+    l->bits |= bits;
+    if (!weft__q_linked(&l->node))
+        weft__q_push(&h->loop->later, &l->node);
+}
+
+void weft__later_cancel(weft__later *l)
+{
+    if (weft__q_linked(&l->node))
+        weft__q_remove(&l->node);
+    l->bits = 0;
+}
+
+/* Hands the work put off before this poll to the pending phase that
+ * follows it; work put off from that phase waits for the next poll. */
+static void run_later(weft_loop *loop)
+{
+    while (!weft__q_empty(&loop->later)) {
+        weft__qnode *n = loop->later.next;
+        weft__q_remove(n);
+        weft__later *l = WEFT__CONTAINER_OF(n, weft__later, node);
+        unsigned bits = l->bits;
+        l->bits = 0;
+        weft__handle_defer(l->h, bits);
+    }
+}
+
 /* ---- phases ---------------------------------------------------------- */
 
 static void run_pending(weft_loop *loop)
@@ -221,7 +252,7 @@ bool weft_loop_alive(weft_loop *loop)
     loop = weft__loop(loop);
     return loop != NULL &&
            (loop->active_refs > 0 || !weft__q_empty(&loop->pending) ||
-            loop->closing != NULL);
+            !weft__q_empty(&loop->later) || loop->closing != NULL);
 }
 
 int weft_loop_run(weft_loop *loop)
@@ -240,10 +271,12 @@ int weft_loop_run(weft_loop *loop)
         run_pending(loop);
         int timeout = weft__timers_timeout(loop);
         if (!weft__q_empty(&loop->pending) || loop->closing != NULL ||
-            loop->stop || loop->active_refs == 0)
+            !weft__q_empty(&loop->later) || loop->stop ||
+            loop->active_refs == 0)
             timeout = 0;
         weft__poll(loop, timeout);
         weft__loop_update_time(loop);
+        run_later(loop);
         run_pending(loop);
         run_closing(loop);
     }

@@ -143,6 +143,7 @@ typedef struct stream_extra {
     unsigned keepalive_s;
     weft_credentials *creds; /* TLS: held from setSecure() to teardown */
     char *servername;        /* TLS client: SNI and hostname check */
+    weft__later read_again;  /* TLS: read budget spent, records wait */
 } stream_extra;
 
 struct weft_stream {
@@ -282,8 +283,10 @@ static void teardown(weft_stream *s)
     weft__io_close(s->h.loop, &s->io);
     free_queue(s);
     s->corked = 0;
-    if (s->x != NULL)
+    if (s->x != NULL) {
         weft__timer_disarm(s->h.loop, &s->x->idle);
+        weft__later_cancel(&s->x->read_again);
+    }
 }
 
 static void emit_close(weft_stream *s)
@@ -468,10 +471,11 @@ static void do_read(weft_stream *s)
         fail(s, (int)n, "read", s->tls ? weft__tls_error(s->tls) : NULL);
         return;
     }
-    /* Budget spent: plaintext OpenSSL already holds will not make the fd
-     * readable again, so come back for it from the pending phase. */
-    if (s->tls != NULL && weft__tls_pending(s->tls))
-        weft__handle_defer(&s->h, B_READ);
+    /* Budget spent: records OpenSSL already holds will not make the fd
+     * readable again, so come back for them, but after the next poll: a
+     * peer that keeps sending must not keep the loop from polling. */
+    if (s->tls != NULL && weft__tls_pending(s->tls) && s->x != NULL)
+        weft__later_add(&s->x->read_again, &s->h, B_READ);
 }
 
 /* ---- the write path -------------------------------------------------- */

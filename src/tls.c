@@ -62,6 +62,15 @@
  */
 #define PEM_FILE_MAX (16u << 20)
 
+/*
+ * Records decrypted per weft__tls_read() call. Real traffic fills the
+ * stream's 64 KiB buffer with four or five full records; a peer that
+ * sends 1-byte records would otherwise keep one call busy for 64K of
+ * them while every other stream waits. What is left stays in OpenSSL or
+ * the socket, and the stream reads it on its next turn.
+ */
+#define RECORDS_PER_READ 64
+
 /* ---- credentials --------------------------------------------------------- */
 
 typedef struct sni_entry {
@@ -1226,6 +1235,7 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
         return 0;
     size_t got = 0;
     ssize_t result = 0;
+    int records = 0;
     while (got < len) {
         size_t n = 0;
         ERR_clear_error();
@@ -1236,6 +1246,8 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
              * nothing more: another call would only meet EAGAIN. Data
              * that arrives later makes the fd readable again. */
             if (t->drained && !SSL_has_pending(t->ssl))
+                break;
+            if (++records == RECORDS_PER_READ)
                 break;
             continue;
         }

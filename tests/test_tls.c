@@ -1731,6 +1731,160 @@ START_TEST(pause_resume_with_records_buffered_in_openssl_never_stalls)
 }
 END_TEST
 
+/* ---- a fast sender cannot hold the loop ---------------------------------- */
+
+/*
+ * A TLS reader whose budget runs out with records still inside OpenSSL
+ * comes back for them after the next poll, not in the same pending
+ * phase: otherwise a peer that keeps the socket full is read without end
+ * while timers and other streams wait (a 2 GiB send from another process
+ * once held a 10 ms interval timer for 862 ms). The sender is a child
+ * process with its own loop, so it keeps the socket full while we read
+ * slowly. Measured as the most plaintext the server takes within one
+ * loop turn: at most two read budgets of 16 x 64 KiB (one when the poll
+ * reports the fd, one for the records put off), not the whole transfer.
+ */
+#define FS_TOTAL (under_valgrind() ? 8u << 20 : 64u << 20)
+#define FS_TURN_MAX (5u << 19) /* 2.5 MiB */
+
+static struct {
+    size_t sent, got, turn_bytes, turn_max;
+    uint64_t turn;
+    char chunk[64 * 1024];
+} fs;
+
+static void fs_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)d;
+    (void)ctx;
+    if (tu_loop->turns != fs.turn) {
+        fs.turn = tu_loop->turns;
+        fs.turn_bytes = 0;
+    }
+    fs.turn_bytes += n;
+    if (fs.turn_bytes > fs.turn_max)
+        fs.turn_max = fs.turn_bytes;
+    fs.got += n;
+    /* A reader slower than the sender, so the socket stays full. */
+    usleep(200);
+}
+
+static void fs_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    weft_server_close(srv);
+    ck_assert_int_eq(weft_stream_set_secure(s, ctx), 0);
+    weft_stream_on_data(s, fs_data, NULL);
+}
+
+static void fs_pump(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    while (fs.sent < FS_TOTAL) {
+        fs.sent += sizeof(fs.chunk);
+        if (weft_stream_write(s, fs.chunk, sizeof(fs.chunk)) == 0)
+            return; /* 'drain' */
+    }
+    weft_stream_end(s, NULL, 0);
+}
+
+/* The child: its own loop, one TLS client sending FS_TOTAL bytes. */
+static void fs_sender(int port)
+{
+    weft_loop *loop = weft_loop_new();
+    weft_stream *c;
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    if (loop == NULL ||
+        weft_create_connection(loop, port, "127.0.0.1", &c) < 0 ||
+        weft_stream_set_secure(c, cc) < 0)
+        _exit(2);
+    weft_stream_on_secure(c, fs_pump, NULL);
+    weft_stream_on_drain(c, fs_pump, NULL);
+    weft_loop_run(loop);
+    _exit(fs.sent == FS_TOTAL ? 0 : 3);
+}
+
+START_TEST(a_reader_with_records_in_openssl_yields_to_the_poll)
+{
+    memset(&fs, 0, sizeof(fs));
+    weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(fs_conn, sc, &port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        fs_sender(port);
+    run_for(60000);
+    int status = -1;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the sender failed (%d)", status);
+    ck_assert_uint_eq(fs.got, FS_TOTAL);
+    if (getenv("WEFT_TEST_VERBOSE") != NULL)
+        fprintf(stderr, "most plaintext read in one turn: %zu KiB\n",
+                fs.turn_max >> 10);
+    ck_assert_msg(fs.turn_max <= FS_TURN_MAX,
+                  "%zu KiB read in one loop turn", fs.turn_max >> 10);
+    weft_credentials_unref(sc);
+}
+END_TEST
+
+/* A peer sending 1-byte records: each read takes at most 64 of them, so
+ * one such peer cannot keep the loop in a single call for 64K records. */
+#define TR_RECORDS 3000
+
+static struct {
+    size_t got, max;
+    int events;
+} tr;
+
+static void tr_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)s;
+    (void)d;
+    (void)ctx;
+    tr.got += n;
+    tr.events++;
+    if (n > tr.max)
+        tr.max = n;
+}
+
+static void tr_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    weft_server_close(srv);
+    ck_assert_int_eq(weft_stream_set_secure(s, ctx), 0);
+    weft_stream_on_data(s, tr_data, NULL);
+}
+
+static void tr_send(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    for (int i = 0; i < TR_RECORDS; i++)
+        ck_assert_int_ge(weft_stream_write(s, "r", 1), 0);
+    weft_stream_end(s, NULL, 0);
+}
+
+START_TEST(tiny_records_are_read_at_most_64_per_call)
+{
+    memset(&tr, 0, sizeof(tr));
+    weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(tr_conn, sc, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
+    weft_credentials_unref(cc);
+    weft_stream_on_secure(c, tr_send, NULL);
+    run_for(20000);
+    ck_assert_uint_eq(tr.got, TR_RECORDS);
+    ck_assert_uint_le(tr.max, 64);
+    ck_assert_int_ge(tr.events, TR_RECORDS / 64);
+    weft_credentials_unref(sc);
+}
+END_TEST
+
 /* ---- syscall economy ----------------------------------------------------- */
 
 /*
@@ -2472,6 +2626,8 @@ int main(void)
     tcase_add_test(tc,
                    pause_resume_with_records_buffered_in_openssl_never_stalls);
     tcase_add_loop_test(tc, small_exchanges_cost_one_read_per_record, 0, 2);
+    tcase_add_test(tc, a_reader_with_records_in_openssl_yields_to_the_poll);
+    tcase_add_test(tc, tiny_records_are_read_at_most_64_per_call);
     suite_add_tcase(s, tc);
 
     int nbad = (int)(sizeof(bad_certs) / sizeof(bad_certs[0]));
