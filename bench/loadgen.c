@@ -553,17 +553,19 @@ static void one_request(void)
     close(fd);
 }
 
-static void raise_nofile(void)
+/* Raises the open-file limit to its maximum; exits if `per_process`
+ * connections (plus a few files) still do not fit. */
+static void raise_nofile(int per_process)
 {
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
-    if ((rlim_t)nconn + 16 > rl.rlim_cur) {
+    if ((rlim_t)per_process + 16 > rl.rlim_cur) {
         fprintf(stderr,
-                "loadgen: %d connections need more than the open "
-                "file limit (%llu)\n",
-                nconn, (unsigned long long)rl.rlim_cur);
+                "loadgen: %d connections per process need more than the "
+                "open file limit (%llu); -j spreads them\n",
+                per_process, (unsigned long long)rl.rlim_cur);
         exit(1);
     }
 }
@@ -653,20 +655,7 @@ static void fork_holders(int count, const int upfd[2], const int downfd[2],
 
 static int mode_idle(void)
 {
-    if (jobs == 1)
-        raise_nofile();
-    else {
-        struct rlimit rl;
-        getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        if ((rlim_t)(nconn / jobs) + 16 > rl.rlim_cur) {
-            fprintf(stderr, "loadgen: %d connections over %d processes "
-                            "need more than the open file limit (%llu)\n",
-                    nconn, jobs, (unsigned long long)rl.rlim_cur);
-            exit(1);
-        }
-    }
+    raise_nofile((nconn + jobs - 1) / jobs);
     if (server_pid <= 0) {
         fprintf(stderr, "loadgen: idle needs -p SERVER_PID\n");
         return 2;
@@ -679,14 +668,14 @@ static int mode_idle(void)
 
     double open_s;
     lconn *conns = NULL;
+    int upfd[2], downfd[2];
+    pid_t pids[64];
     if (jobs == 1) {
         conns = calloc((size_t)nconn, sizeof(lconn));
         if (conns == NULL)
             die("calloc");
         open_s = hold_idle(conns, nconn);
     } else {
-        int upfd[2], downfd[2];
-        pid_t pids[64];
         if (pipe(upfd) < 0 || pipe(downfd) < 0)
             die("pipe");
         double t0 = now_s();
@@ -704,32 +693,28 @@ static int mode_idle(void)
             close(downfd[1]);
             exit(1);
         }
-        usleep(300 * 1000);
-        long rss1 = tree_rss_kb(server_pid);
-        printf("conns=%d procs=%d rss_before_kb=%ld rss_after_kb=%ld "
-               "bytes_per_conn=%.0f open_secs=%.2f\n",
-               nconn, jobs, rss0, rss1, (double)(rss1 - rss0) * 1024.0 / nconn,
-               open_s);
-        fflush(stdout);
-        close(downfd[1]);
-        for (int j = 0; j < jobs; j++)
-            waitpid(pids[j], NULL, 0);
-        return 0;
     }
     usleep(300 * 1000); /* let the server finish whatever a read started */
     long rss1 = tree_rss_kb(server_pid);
-    printf("conns=%d rss_before_kb=%ld rss_after_kb=%ld bytes_per_conn=%.0f "
-           "open_secs=%.2f\n",
-           nconn, rss0, rss1, (double)(rss1 - rss0) * 1024.0 / nconn, open_s);
+    printf("conns=%d procs=%d rss_before_kb=%ld rss_after_kb=%ld "
+           "bytes_per_conn=%.0f open_secs=%.2f\n",
+           nconn, jobs, rss0, rss1, (double)(rss1 - rss0) * 1024.0 / nconn,
+           open_s);
     fflush(stdout);
-    for (int i = 0; i < nconn; i++)
-        close(conns[i].fd);
+    if (jobs == 1) {
+        for (int i = 0; i < nconn; i++)
+            close(conns[i].fd);
+    } else {
+        close(downfd[1]); /* the holders close theirs and exit */
+        for (int j = 0; j < jobs; j++)
+            waitpid(pids[j], NULL, 0);
+    }
     return 0;
 }
 
 static int mode_accept(void)
 {
-    raise_nofile();
+    raise_nofile(nconn);
     lconn *conns = calloc((size_t)nconn, sizeof(lconn));
     if (conns == NULL)
         die("calloc");
