@@ -501,33 +501,6 @@ static void update_io(weft_stream *s)
         fail(s, err, "epoll_ctl", NULL);
 }
 
-static int enqueue(weft_stream *s, const char *data, size_t len)
-{
-    chunk *t = s->wq_tail;
-    if (t != NULL && t->cap - t->len >= len) {
-        memcpy(t->data + t->len, data, len);
-        t->len += len;
-    } else {
-        size_t cap = len < CHUNK_MIN ? CHUNK_MIN : len;
-        chunk *c = weft__malloc(sizeof(*c) + cap);
-        if (c == NULL)
-            return WEFT_ENOMEM;
-        c->next = NULL;
-        c->off = 0;
-        c->len = len;
-        c->cap = cap;
-        memcpy(c->data, data, len);
-        if (t != NULL)
-            t->next = c;
-        else
-            s->wq_head = c;
-        s->wq_tail = c;
-    }
-    s->wq_bytes += len;
-    s->flags |= F_NEED_DRAIN;
-    return 0;
-}
-
 /*
  * Queues the pieces past their first `skip` bytes as one contiguous run:
  * into the tail chunk if it has room, else into one new chunk, so that a
@@ -574,6 +547,12 @@ static int enqueue_rest(weft_stream *s, const weft_buf *bufs, size_t n,
     s->wq_bytes += rest;
     s->flags |= F_NEED_DRAIN;
     return 0;
+}
+
+static int enqueue(weft_stream *s, const char *data, size_t len)
+{
+    weft_buf b = {data, len};
+    return enqueue_rest(s, &b, 1, 0);
 }
 
 static void consume(weft_stream *s, size_t n)
@@ -655,19 +634,25 @@ static bool write_queue(weft_stream *s)
     return !has(s, F_DESTROYED);
 }
 
+/* 'drain' for an empty queue, if a write answered 0 since the last one.
+ * As Node: none once end() was called; nothing more can be written, so
+ * there is nothing to resume. */
+static void emit_drain(weft_stream *s)
+{
+    if (has(s, F_NEED_DRAIN) && !has(s, F_ENDING | F_FIN_SENT)) {
+        s->flags &= ~F_NEED_DRAIN;
+        WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
+    }
+}
+
 /* Writes the queue; once it is empty, 'drain' (if owed) and the FIN. */
 static void flush(weft_stream *s)
 {
     if (!write_queue(s) || s->wq_head != NULL)
         return;
-    /* As Node: no 'drain' once end() was called; nothing more can be
-     * written, so there is nothing to resume. */
-    if (has(s, F_NEED_DRAIN) && !has(s, F_ENDING | F_FIN_SENT)) {
-        s->flags &= ~F_NEED_DRAIN;
-        WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
-        if (has(s, F_DESTROYED) || s->wq_head != NULL)
-            return;
-    }
+    emit_drain(s);
+    if (has(s, F_DESTROYED) || s->wq_head != NULL)
+        return;
     if (has(s, F_ENDING))
         send_fin(s);
 }
@@ -1676,11 +1661,8 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
         drive_handshake(s);
     if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
         do_read(s);
-    if ((bits & B_DRAIN) && has(s, F_NEED_DRAIN) && s->wq_head == NULL &&
-        !has(s, F_DESTROYED | F_ENDING | F_FIN_SENT)) {
-        s->flags &= ~F_NEED_DRAIN;
-        WEFT__EMIT(&s->em, EV_drain, weft_stream_drain_cb, s);
-    }
+    if ((bits & B_DRAIN) && s->wq_head == NULL && !has(s, F_DESTROYED))
+        emit_drain(s);
     if ((bits & B_END) && has(s, F_END_PENDING) &&
         !has(s, F_PAUSED | F_DESTROYED)) {
         s->flags &= ~F_END_PENDING;
