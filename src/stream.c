@@ -505,7 +505,8 @@ static void update_io(weft_stream *s)
  * Queues the pieces past their first `skip` bytes as one contiguous run:
  * into the tail chunk if it has room, else into one new chunk, so that a
  * TLS flush makes one record of it and a plain flush one iovec entry.
- * On failure nothing is queued.
+ * On failure nothing is queued. A write that answers 0 because of it
+ * sets F_NEED_DRAIN itself.
  */
 static int enqueue_rest(weft_stream *s, const weft_buf *bufs, size_t n,
                         size_t skip)
@@ -545,7 +546,6 @@ static int enqueue_rest(weft_stream *s, const weft_buf *bufs, size_t n,
         s->wq_tail = c;
     }
     s->wq_bytes += rest;
-    s->flags |= F_NEED_DRAIN;
     return 0;
 }
 
@@ -688,14 +688,10 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
         return refused;
     if (s->corked > 0 && !has(s, F_CONNECTING | F_HANDSHAKING)) {
         /* Held for uncork(); true under the high-water mark, as Node. */
-        bool owed = has(s, F_NEED_DRAIN);
         if (len > 0 && enqueue(s, data, len) < 0)
             return WEFT_ENOMEM;
-        if (s->wq_bytes < CORK_HIGH_WATER) {
-            if (!owed)
-                s->flags &= ~F_NEED_DRAIN;
+        if (s->wq_bytes < CORK_HIGH_WATER)
             return 1;
-        }
         s->flags |= F_NEED_DRAIN;
         return 0;
     }
@@ -733,6 +729,7 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
         fail(s, WEFT_ENOMEM, "write", NULL);
         return WEFT_ENOMEM;
     }
+    s->flags |= F_NEED_DRAIN;
     update_io(s);
     return 0;
 }
@@ -758,16 +755,14 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
      * so the pieces make one record (OpenSSL has no gather write). */
     if (s->tls != NULL && s->wq_head == NULL && s->corked == 0 &&
         !has(s, F_CONNECTING | F_HANDSHAKING)) {
-        bool owed = has(s, F_NEED_DRAIN);
         if (enqueue_rest(s, bufs, n, 0) < 0)
             return WEFT_ENOMEM; /* nothing was queued or sent */
         if (!write_queue(s))
             return 0;
-        if (s->wq_head != NULL)
-            return 0;
-        if (!owed)
-            s->flags &= ~F_NEED_DRAIN;
-        return 1;
+        if (s->wq_head == NULL)
+            return 1;
+        s->flags |= F_NEED_DRAIN;
+        return 0;
     }
     /* Queued, connecting, corked, or too many pieces for one sendmsg: the
      * pieces in turn, which is the same byte stream; the result is the
@@ -805,6 +800,7 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
         fail(s, WEFT_ENOMEM, "write", NULL);
         return WEFT_ENOMEM;
     }
+    s->flags |= F_NEED_DRAIN;
     update_io(s);
     return 0;
 }
