@@ -10,6 +10,9 @@
  *   5. stream        net.createConnection / net.Stream
  *   6. addresses     net.isIP / isIPv4 / isIPv6
  *   7. TLS           credentials, setSecure, verifyPeer, getPeerCertificate
+ *   8. real programs run modes, calls from other threads, signals, fd
+ *                    watchers, the work pool, dns.lookup, setImmediate,
+ *                    a stream's fd and a stream from an fd
  *
  * Conventions (see docs/design.md):
  *   - Functions returning int give 0 (or a count / a boolean) on success
@@ -28,7 +31,8 @@
  *     a listener added during an emit is first called by the next emit.
  *   - Callbacks take the emitting object first and `void *ctx` last.
  *   - One loop per thread; a loop and its handles must not be touched from
- *     another thread.
+ *     another thread, except through weft_loop_call() and weft_loop_stop()
+ *     (section 8).
  */
 #ifndef WEFT_H
 #define WEFT_H
@@ -65,6 +69,7 @@ extern "C" {
     X(EALREADY, -EALREADY, "operation already in progress")                    \
     X(EBADF, -EBADF, "bad file descriptor")                                    \
     X(EBUSY, -EBUSY, "resource busy or locked")                                \
+    X(EEXIST, -EEXIST, "file already exists")                                  \
     X(ECANCELED, -ECANCELED, "operation canceled")                             \
     X(ECONNABORTED, -ECONNABORTED, "software caused connection abort")         \
     X(ECONNREFUSED, -ECONNREFUSED, "connection refused")                       \
@@ -684,6 +689,230 @@ WEFT_EXTERN int weft_stream_get_peer_certificate(weft_stream *stream,
 WEFT_EXTERN const char *weft_stream_alpn_protocol(weft_stream *stream);
 /* "TLSv1.3", "TLSv1.2", or NULL on a plain stream. */
 WEFT_EXTERN const char *weft_stream_tls_version(weft_stream *stream);
+
+/* ------------------------------------------------------------------ */
+/* 8. The loop inside a real program                                  */
+/* ------------------------------------------------------------------ */
+/*
+ * Threads: a loop and its handles belong to the thread that runs the
+ * loop. The only functions of this header that another thread may call
+ * are weft_loop_call(), weft_loop_stop(), weft_work_cancel() (see there)
+ * and weft_set_work_threads(). Every thread weft creates (name lookups,
+ * the work pool) blocks all signals, so a signal meant for the program
+ * never lands on a weft thread.
+ */
+
+/* ---- 8.1 Driving the loop, and being driven (embedding) ---- */
+
+typedef enum weft_run_mode {
+    WEFT_RUN_DEFAULT = 0, /* until nothing referenced is left, or stop() */
+    WEFT_RUN_ONCE,        /* one turn; waits for I/O if there is none */
+    WEFT_RUN_NOWAIT       /* one turn; never waits */
+} weft_run_mode;
+
+/*
+ * Runs `loop` in `mode` (uv_run's modes). Returns 1 if the loop still
+ * has something to do (running it again would), 0 if not, WEFT_EBUSY if
+ * the loop is already running (re-entrant call), WEFT_ENOMEM for the
+ * default loop that cannot be made. weft_loop_run() is WEFT_RUN_DEFAULT.
+ */
+WEFT_EXTERN int weft_loop_run_mode(weft_loop *loop, weft_run_mode mode);
+
+/*
+ * For driving weft from another event loop (GLib, a game loop, an epoll
+ * of the program's own): the fd to watch for readability, and how long
+ * that loop may sleep before calling weft_loop_run_mode(loop,
+ * WEFT_RUN_NOWAIT): milliseconds, 0 for "do not sleep", -1 for "until
+ * the fd is readable". The fd is weft's: never read or close it.
+ */
+WEFT_EXTERN int weft_loop_backend_fd(weft_loop *loop);
+WEFT_EXTERN int weft_loop_backend_timeout(weft_loop *loop);
+
+/*
+ * Keeps `loop` alive while held, with nothing else to do: a worker
+ * thread's loop that waits for weft_loop_call()s. Counted; loop thread
+ * only.
+ */
+WEFT_EXTERN void weft_loop_ref(weft_loop *loop);
+WEFT_EXTERN void weft_loop_unref(weft_loop *loop);
+
+/* ---- 8.2 Calls from other threads ---- */
+
+typedef void (*weft_call_fn)(weft_loop *loop, void *ctx);
+
+/*
+ * Any thread: queues `fn(loop, ctx)` to run on `loop`'s thread, during
+ * the loop's next turn. Calls from one thread run in the order made; a
+ * burst of calls costs the loop one wake-up. An idle loop wakes at once.
+ * A queued call does not keep the loop alive by itself (weft_loop_ref()
+ * does); calls still queued when the loop is closed are dropped, not
+ * run. Returns 0, WEFT_ENOMEM, or WEFT_ESTATE if `loop` has been closed
+ * (or is not a loop weft knows: no memory is touched through it). NULL
+ * means the default loop, WEFT_ESTATE if there is none.
+ */
+WEFT_EXTERN int weft_loop_call(weft_loop *loop, weft_call_fn fn, void *ctx);
+
+/* weft_loop_stop() (section 2) is also safe from any thread: it wakes
+ * the loop, whose weft_loop_run() returns after the current turn. */
+
+/* ---- 8.3 Signals (Node's process.on('SIGINT')) ---- */
+
+typedef void (*weft_signal_cb)(weft_loop *loop, int signum, void *ctx);
+
+/*
+ * Listeners for signal `signum` on `loop`, called on the loop's thread as
+ * ordinary events (not inside the signal handler). While a listener
+ * exists on any loop, the signal's default action does not happen; when
+ * the last one is removed, the disposition the program had before comes
+ * back. Every loop with a listener gets every delivery (the kernel merges
+ * signals that arrive before the loop has seen the first). A listener
+ * does not keep the loop alive, as in Node.
+ *
+ * on/once return 0, WEFT_ENOMEM, or WEFT_EINVAL for a signal that cannot
+ * be caught or must not be deferred (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, or out of range). off removes the latest (cb, ctx)
+ * added for `signum`, or returns WEFT_ENOENT.
+ */
+WEFT_EXTERN int weft_signal_on(weft_loop *loop, int signum, weft_signal_cb cb,
+                               void *ctx);
+WEFT_EXTERN int weft_signal_once(weft_loop *loop, int signum,
+                                 weft_signal_cb cb, void *ctx);
+WEFT_EXTERN int weft_signal_off(weft_loop *loop, int signum,
+                                weft_signal_cb cb, void *ctx);
+
+/* ---- 8.4 Watching an fd the program owns (uv_poll) ---- */
+
+typedef struct weft_poll weft_poll;
+
+enum weft_poll_events {
+    WEFT_POLL_READABLE = 1,
+    WEFT_POLL_WRITABLE = 2,
+    WEFT_POLL_HANGUP = 4, /* the peer hung up (EPOLLRDHUP / EPOLLHUP) */
+    WEFT_POLL_ERROR = 8   /* reported, never asked for: EPOLLERR */
+};
+
+/*
+ * `events` are those that are ready among the ones asked for, plus
+ * WEFT_POLL_ERROR. Readiness is level-triggered: not acting on it is
+ * reported again next turn. The callback may change the interest, stop
+ * or close the watcher.
+ */
+typedef void (*weft_poll_cb)(weft_poll *poll, unsigned events, void *ctx);
+
+/*
+ * Watches `fd` for `events` (WEFT_POLL_READABLE / WRITABLE / HANGUP; 0 for
+ * none yet). weft never reads, writes or closes `fd`; stop or close the
+ * watcher before closing it. Returns 0 with *out set, or WEFT_EBADF,
+ * WEFT_EPERM (a regular file: it is always ready, use the work pool),
+ * WEFT_EEXIST (fd already watched on this loop), WEFT_EINVAL, WEFT_ENOMEM.
+ * A watcher with interest keeps the loop alive.
+ */
+WEFT_EXTERN int weft_poll_start(weft_loop *loop, int fd, unsigned events,
+                                weft_poll_cb cb, void *ctx, weft_poll **out);
+/* Changes the interest; 0 stops watching (the watcher stays valid). */
+WEFT_EXTERN int weft_poll_change(weft_poll *poll, unsigned events);
+/* Stops for good; the callback is never called again and the handle is
+ * freed after this turn. Legal inside the callback. NULL is ignored. */
+WEFT_EXTERN void weft_poll_close(weft_poll *poll);
+WEFT_EXTERN int weft_poll_fd(const weft_poll *poll);
+WEFT_EXTERN void weft_poll_ref(weft_poll *poll);
+WEFT_EXTERN void weft_poll_unref(weft_poll *poll);
+
+/* ---- 8.5 The work pool (uv_queue_work) ---- */
+
+typedef struct weft_work weft_work;
+/* Runs on a pool thread: may block; must not touch the loop. */
+typedef void (*weft_work_fn)(void *ctx);
+/* Runs on the loop's thread after `work` returned (status 0) or after a
+ * cancel (WEFT_ECANCELED; `work` never ran). */
+typedef void (*weft_work_done_cb)(weft_loop *loop, int status, void *ctx);
+
+/*
+ * Queues `work(ctx)` for the work pool, then `done(loop, status, ctx)` on
+ * the loop. The pool is not the lookup pool: slow work never delays a
+ * name lookup. A queued job keeps the loop alive until its `done` ran.
+ * *out (may be NULL) is valid until `done` is called. Returns 0,
+ * WEFT_EINVAL, WEFT_ENOMEM, or WEFT_EAGAIN if no thread could be made.
+ */
+WEFT_EXTERN int weft_queue_work(weft_loop *loop, weft_work_fn work,
+                                weft_work_done_cb done, void *ctx,
+                                weft_work **out);
+/*
+ * Cancels a job that has not started: `done` then gets WEFT_ECANCELED.
+ * Returns 0, or WEFT_EBUSY if it is running or finished. Loop thread.
+ */
+WEFT_EXTERN int weft_work_cancel(weft_work *work);
+/*
+ * The pool's size (default 4, at most 128). Threads are made as jobs
+ * need them; lowering the size lets extra threads end once idle. Any
+ * thread. WEFT_EINVAL outside 1..128.
+ */
+WEFT_EXTERN int weft_set_work_threads(unsigned n);
+
+/* ---- 8.6 Name lookups (Node's dns.lookup(host, {all: true})) ---- */
+
+typedef struct weft_dns_req weft_dns_req;
+
+/*
+ * `err` is 0, WEFT_ENOTFOUND, WEFT_EAI_AGAIN, WEFT_ENOMEM ...; `addrs`
+ * lists every address in the resolver's order (port 0), borrowed for the
+ * call; `n` is 0 on error.
+ */
+typedef void (*weft_dns_lookup_cb)(weft_dns_req *req, int err,
+                                   const weft_address *addrs, size_t n,
+                                   void *ctx);
+
+/*
+ * dns.lookup(host, {all: true, family}): getaddrinfo on the lookup pool
+ * (so /etc/hosts and nsswitch are honoured). `family` 0, 4 or 6. An IP
+ * literal answers without the pool, on a later turn. *out (may be NULL)
+ * is valid until the callback runs. A lookup in flight keeps the loop
+ * alive. Returns 0, WEFT_EINVAL (NULL host, bad family, name over 1024
+ * bytes), WEFT_ENOMEM.
+ */
+WEFT_EXTERN int weft_dns_lookup(weft_loop *loop, const char *host, int family,
+                                weft_dns_lookup_cb cb, void *ctx,
+                                weft_dns_req **out);
+/* The callback will not be called; loop thread only. */
+WEFT_EXTERN void weft_dns_cancel(weft_dns_req *req);
+
+/* ---- 8.7 setImmediate ---- */
+
+typedef struct weft_immediate weft_immediate;
+typedef void (*weft_immediate_cb)(weft_immediate *im, void *ctx);
+
+/*
+ * Calls `cb` once, after this turn's I/O and before the loop next waits.
+ * Immediates run in the order set; one set from inside an immediate runs
+ * on the next turn. Keeps the loop alive until it ran. NULL on ENOMEM.
+ * The handle is valid until the callback returns or it is cleared.
+ */
+WEFT_EXTERN weft_immediate *weft_set_immediate(weft_loop *loop,
+                                               weft_immediate_cb cb,
+                                               void *ctx);
+/* Cancels it; NULL is ignored. After its callback ran: use after free. */
+WEFT_EXTERN void weft_clear_immediate(weft_immediate *im);
+
+/* ---- 8.8 Escape hatches ---- */
+
+/*
+ * The socket under a stream or a server, borrowed: set an option weft
+ * does not wrap (TCP_USER_TIMEOUT, SO_RCVBUF, IP_TOS), never read, write
+ * or close it. WEFT_EBADF when there is none (not connected, closed).
+ */
+WEFT_EXTERN int weft_stream_fileno(const weft_stream *stream);
+WEFT_EXTERN int weft_server_fileno(const weft_server *server);
+
+/*
+ * new net.Socket({fd}): a stream over `fd`, an already connected stream
+ * socket (TCP or Unix: a socketpair end, an inherited connection). weft
+ * owns it from now on (non-blocking, close-on-exec, closed with the
+ * stream). readyState is 'open' at once and reading starts on the next
+ * turn; no 'connect' is emitted (as in Node). Returns WEFT_EBADF,
+ * WEFT_ENOTSOCK, WEFT_EINVAL (not a stream socket), WEFT_ENOTCONN,
+ * WEFT_ENOMEM; on failure `fd` is left open and *out is NULL.
+ */
+WEFT_EXTERN int weft_stream_open(weft_loop *loop, int fd, weft_stream **out);
 
 #ifdef __cplusplus
 }

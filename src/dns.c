@@ -5,7 +5,7 @@
  *
  * Threads: workers take requests from one global queue, run getaddrinfo
  * and hand the result to the request's loop through its `dns_done` list
- * and an eventfd. Everything a worker and a loop share is guarded by the
+ * and the loop's wake-up (async.c). Everything a worker and a loop share is guarded by the
  * one `lock` below. A request belongs to its loop while in flight
  * (loop->dns_reqs); cancelling it only clears `fn`, so the worker's
  * result is freed unseen; closing the loop orphans its requests
@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* Enough for several slow lookups at once without a thread per request. */
@@ -93,21 +92,16 @@ static void *worker(void *arg)
         }
         weft__q_remove(&req->node);
         weft__q_push(&loop->dns_done, &req->node);
-        uint64_t one = 1;
-        ssize_t w = write(loop->dns_io.fd, &one, sizeof(one));
-        WEFT__UNUSED(w); /* a full counter still wakes the loop */
+        /* Under the lock: loop close detaches its requests under it too,
+         * so the loop is still there to be woken. */
+        weft__loop_wake(loop);
     }
     return NULL;
 }
 
-/* Called on the loop thread when the eventfd fires. */
-static void dns_wakeup(weft__io *io, unsigned events)
+/* Called on the loop thread when the loop is woken. */
+void weft__dns_drain(weft_loop *loop)
 {
-    weft_loop *loop = WEFT__CONTAINER_OF(io, weft_loop, dns_io);
-    uint64_t count;
-    ssize_t r = read(io->fd, &count, sizeof(count));
-    WEFT__UNUSED(r);
-    WEFT__UNUSED(events);
     weft__qnode done;
     weft__q_init(&done);
     pthread_mutex_lock(&lock);
@@ -129,29 +123,12 @@ static void dns_wakeup(weft__io *io, unsigned events)
     }
 }
 
-static int ensure_wakeup(weft_loop *loop)
-{
-    if (loop->dns_io.fd >= 0)
-        return 0;
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (fd < 0)
-        return weft__err(errno);
-    weft__io_init(&loop->dns_io, fd, dns_wakeup);
-    int err = weft__io_set(loop, &loop->dns_io, WEFT__IO_READ);
-    if (err < 0)
-        weft__io_close(loop, &loop->dns_io);
-    return err;
-}
-
 int weft__dns_lookup(weft_loop *loop, const char *host, int port, bool passive,
                      weft__dns_fn fn, void *ctx, weft__dns_req **out)
 {
     size_t hlen = strlen(host);
     if (hlen > 1024)
         return WEFT_EINVAL;
-    int err = ensure_wakeup(loop);
-    if (err < 0)
-        return err;
     weft__dns_req *req = weft__calloc(1, sizeof(*req) + hlen + 1);
     if (req == NULL)
         return WEFT_ENOMEM;
@@ -164,14 +141,8 @@ int weft__dns_lookup(weft_loop *loop, const char *host, int port, bool passive,
 
     pthread_mutex_lock(&lock);
     if (threads_idle == 0 && threads_started < DNS_THREADS) {
-        pthread_t tid;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 256 * 1024);
-        if (pthread_create(&tid, &attr, worker, NULL) == 0)
+        if (weft__thread_start(worker, NULL, 256 * 1024) == 0)
             threads_started++;
-        pthread_attr_destroy(&attr);
         if (threads_started == 0) {
             pthread_mutex_unlock(&lock);
             free(req);
@@ -216,5 +187,4 @@ void weft__dns_loop_free(weft_loop *loop)
         free(req);
     }
     pthread_mutex_unlock(&lock);
-    weft__io_close(loop, &loop->dns_io);
 }

@@ -11,6 +11,8 @@
 #include "weft.h"
 #include "encoding.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -170,7 +172,10 @@ void weft__timers_free(weft_loop *loop);
 
 /* ---- poller (src/poll.h has the backend's side) ----------------------- */
 
-enum { WEFT__IO_READ = 1, WEFT__IO_WRITE = 2 };
+/* HUP is asked for only by fd watchers (poll.c): peer hang-up, reported
+ * apart from readability. Streams learn of it by reading. */
+enum { WEFT__IO_READ = 1, WEFT__IO_WRITE = 2, WEFT__IO_HUP = 4,
+       WEFT__IO_ERR = 8 };
 
 typedef struct weft__io weft__io;
 /* `events`: WEFT__IO_READ/WRITE that are ready; errors and hang-ups are
@@ -189,10 +194,18 @@ void weft__io_init(weft__io *io, int fd, weft__io_fn fn);
 int weft__io_set(weft_loop *loop, weft__io *io, unsigned events);
 /* Forgets the watcher and closes its fd. */
 void weft__io_close(weft_loop *loop, weft__io *io);
+/* Forgets the watcher and leaves its fd open (an fd the program owns). */
+void weft__io_forget(weft_loop *loop, weft__io *io);
 
 /* ---- handles --------------------------------------------------------- */
 
-enum weft__handle_type { WEFT__SERVER = 1, WEFT__STREAM, WEFT__TIMER };
+enum weft__handle_type {
+    WEFT__SERVER = 1,
+    WEFT__STREAM,
+    WEFT__TIMER,
+    WEFT__POLL,      /* fd watchers, poll.c */
+    WEFT__IMMEDIATE, /* setImmediate, timer.c */
+};
 
 enum {
     WEFT__H_REF = 1,     /* counts towards keeping the loop alive */
@@ -246,6 +259,8 @@ void weft__timer_pending(weft__handle *h, unsigned bits);
 void weft__server_free(weft__handle *h);
 void weft__stream_free(weft__handle *h);
 void weft__timer_free(weft__handle *h);
+void weft__watcher_free(weft__handle *h);
+void weft__immediate_free(weft__handle *h);
 
 /* ---- loop ------------------------------------------------------------ */
 
@@ -257,6 +272,12 @@ void weft__timer_free(weft__handle *h);
 #define WEFT__READ_BUF 65536
 
 struct weft__dns_req;
+
+/* A call queued by another thread (async.c). */
+typedef struct weft__call {
+    weft_call_fn fn;
+    void *ctx;
+} weft__call;
 
 struct weft_loop {
     int backend_fd;       /* epoll */
@@ -270,21 +291,73 @@ struct weft_loop {
     weft__qnode pending;
     weft__qnode later; /* weft__later nodes: handed to pending after poll */
     weft__handle *closing;
-    bool running, stop;
+    bool running;
+    atomic_bool stop; /* any thread may set it (weft_loop_stop) */
     uint64_t turns; /* loop iterations, for tests that check for spinning */
+    weft__qnode immediates; /* setImmediate handles, in order (timer.c) */
     char *rbuf;           /* WEFT__READ_BUF + 1 */
     char *dbuf;           /* decoder output, allocated on first use */
     size_t dbuf_size;
+    /*
+     * The one wake-up of the loop from other threads and from signal
+     * handlers (async.c): an eventfd, written only by whoever turns
+     * `wake_pending` from 0 to 1, so a burst costs one write and one
+     * wake. Lookups, work, calls and signals all come through it.
+     */
+    weft__io wake_io;
+    atomic_int wake_pending;
+    pthread_mutex_t calls_lock; /* guards calls, calls_n, calls_cap */
+    weft__call *calls;
+    size_t calls_n, calls_cap;
+    weft__call *calls_spare; /* swapped in while a batch runs */
+    size_t calls_spare_cap;
+    weft__qnode registry; /* in the live-loop list (async.c) */
+    /* signals (signal.c): listeners, and deliveries counted by the
+     * handler, read and cleared on the loop thread */
+    weft__emitter sig_em;
+    weft__qnode sig_node; /* in signal.c's list while any listener */
+    atomic_uint sig_count[65];
     /* name resolution: see dns.c */
-    weft__io dns_io;
     weft__qnode dns_reqs; /* in flight for this loop, guarded by dns lock */
     weft__qnode dns_done; /* finished, guarded by dns lock */
+    /* the work pool: see work.c */
+    weft__qnode work_done; /* finished or cancelled, guarded by work lock */
     weft_credentials *default_client_creds; /* setSecure(NULL), lazily */
 };
 
 void weft__loop_update_time(weft_loop *loop);
 /* The default loop for a NULL argument. */
 weft_loop *weft__loop(weft_loop *loop);
+/* The default loop if one exists, never making one; any thread. */
+weft_loop *weft__default_loop_peek(void);
+
+/* ---- threads and wake-ups (async.c) ----------------------------------- */
+
+/* Sets up and tears down the wake eventfd, the call queue and the loop's
+ * place in the live-loop list. */
+int weft__async_init(weft_loop *loop);
+void weft__async_free(weft_loop *loop);
+/*
+ * Wakes `loop` from any thread, or from a signal handler (no lock, no
+ * allocation: an atomic exchange and, for the first caller, a write).
+ * The caller must know the loop is still alive (it holds the lock that
+ * loop close takes to detach it).
+ */
+void weft__loop_wake(weft_loop *loop);
+/*
+ * Starts a detached thread with every signal blocked (decision 15), so
+ * a signal meant for the program never lands on a weft thread.
+ */
+int weft__thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
+
+/* What the wake-up drains, each on the loop thread. */
+void weft__dns_drain(weft_loop *loop);
+void weft__work_drain(weft_loop *loop);
+void weft__work_loop_free(weft_loop *loop);
+void weft__signal_drain(weft_loop *loop);
+void weft__signal_loop_free(weft_loop *loop);
+/* setImmediate's phase (timer.c): runs the immediates set before it. */
+void weft__immediates_run(weft_loop *loop);
 
 /* Backend (poll_epoll.c). */
 int weft__poll_init(weft_loop *loop);

@@ -11,9 +11,10 @@
  *                pending work or closing handles are waiting
  *   4. pending   again, so work deferred by I/O callbacks runs this turn,
  *                after the work put off until this poll (weft__later)
- *   5. close     handles whose 'close' was delivered are freed
+ *   5. check     setImmediate callbacks set before this phase began
+ *   6. close     handles whose 'close' was delivered are freed
  *
- * Nothing is freed outside phase 5, so any callback may end or destroy
+ * Nothing is freed outside phase 6, so any callback may end or destroy
  * any handle, its own included, and the memory stays valid until every
  * callback of the turn has returned.
  *
@@ -29,7 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static weft_loop *default_loop;
+/* Read by other threads (weft_loop_call(NULL, ...)), hence atomic. */
+static _Atomic(weft_loop *) default_loop;
 
 void weft__loop_update_time(weft_loop *loop)
 {
@@ -46,14 +48,26 @@ weft_loop *weft_loop_new(void)
     weft__q_init(&loop->handles);
     weft__q_init(&loop->pending);
     weft__q_init(&loop->later);
+    weft__q_init(&loop->immediates);
     weft__q_init(&loop->dns_reqs);
     weft__q_init(&loop->dns_done);
-    weft__io_init(&loop->dns_io, -1, NULL);
+    weft__q_init(&loop->work_done);
+    weft__q_init(&loop->sig_node);
+    weft__io_init(&loop->wake_io, -1, NULL);
+    atomic_init(&loop->stop, false);
+    for (int i = 0; i < 65; i++)
+        atomic_init(&loop->sig_count[i], 0);
     loop->rbuf = weft__malloc(WEFT__READ_BUF + 1);
     if (loop->rbuf == NULL)
         goto out_free;
     int err = weft__poll_init(loop);
     if (err < 0) {
+        errno = -err;
+        goto out_free_buf;
+    }
+    err = weft__async_init(loop);
+    if (err < 0) {
+        weft__poll_free(loop);
         errno = -err;
         goto out_free_buf;
     }
@@ -73,9 +87,17 @@ out_free:
 
 weft_loop *weft_default_loop(void)
 {
-    if (default_loop == NULL)
-        default_loop = weft_loop_new();
-    return default_loop;
+    weft_loop *loop = atomic_load(&default_loop);
+    if (loop == NULL) {
+        loop = weft_loop_new();
+        atomic_store(&default_loop, loop);
+    }
+    return loop;
+}
+
+weft_loop *weft__default_loop_peek(void)
+{
+    return atomic_load(&default_loop);
 }
 
 weft_loop *weft__loop(weft_loop *loop)
@@ -179,6 +201,12 @@ static void handle_free(weft__handle *h)
     case WEFT__TIMER:
         weft__timer_free(h);
         break;
+    case WEFT__POLL:
+        weft__watcher_free(h);
+        break;
+    case WEFT__IMMEDIATE:
+        weft__immediate_free(h);
+        break;
     }
 }
 
@@ -234,6 +262,8 @@ static void run_pending(weft_loop *loop)
         case WEFT__TIMER:
             weft__timer_pending(h, bits);
             break;
+        default: /* poll and immediate handles defer nothing */
+            break;
         }
     }
 }
@@ -255,7 +285,17 @@ bool weft_loop_alive(weft_loop *loop)
             !weft__q_empty(&loop->later) || loop->closing != NULL);
 }
 
-int weft_loop_run(weft_loop *loop)
+
+/* Work that must run before the loop may sleep. */
+static bool must_not_wait(weft_loop *loop)
+{
+    return !weft__q_empty(&loop->pending) || loop->closing != NULL ||
+           !weft__q_empty(&loop->later) || !weft__q_empty(&loop->immediates) ||
+           atomic_load_explicit(&loop->stop, memory_order_relaxed) ||
+           loop->active_refs == 0;
+}
+
+int weft_loop_run_mode(weft_loop *loop, weft_run_mode mode)
 {
     loop = weft__loop(loop);
     if (loop == NULL)
@@ -263,25 +303,35 @@ int weft_loop_run(weft_loop *loop)
     if (loop->running)
         return WEFT_EBUSY;
     loop->running = true;
-    loop->stop = false;
     weft__loop_update_time(loop);
-    while (!loop->stop && weft_loop_alive(loop)) {
+    bool alive = weft_loop_alive(loop);
+    while (alive && !atomic_load_explicit(&loop->stop, memory_order_relaxed)) {
         loop->turns++;
         weft__timers_run(loop);
         run_pending(loop);
         int timeout = weft__timers_timeout(loop);
-        if (!weft__q_empty(&loop->pending) || loop->closing != NULL ||
-            !weft__q_empty(&loop->later) || loop->stop ||
-            loop->active_refs == 0)
+        if (mode == WEFT_RUN_NOWAIT || must_not_wait(loop))
             timeout = 0;
         weft__poll(loop, timeout);
         weft__loop_update_time(loop);
         run_later(loop);
         run_pending(loop);
+        weft__immediates_run(loop);
         run_closing(loop);
+        alive = weft_loop_alive(loop);
+        if (mode != WEFT_RUN_DEFAULT)
+            break;
     }
+    /* A stop ends this run only; the next run starts afresh. */
+    atomic_store(&loop->stop, false);
     loop->running = false;
-    return 0;
+    return alive ? 1 : 0;
+}
+
+int weft_loop_run(weft_loop *loop)
+{
+    int rc = weft_loop_run_mode(loop, WEFT_RUN_DEFAULT);
+    return rc < 0 ? rc : 0;
 }
 
 int weft_run(void)
@@ -289,17 +339,43 @@ int weft_run(void)
     return weft_loop_run(NULL);
 }
 
-void weft_loop_stop(weft_loop *loop)
+int weft_loop_backend_fd(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    return loop != NULL ? loop->backend_fd : WEFT_ENOMEM;
+}
+
+int weft_loop_backend_timeout(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    if (loop == NULL || !weft_loop_alive(loop))
+        return 0;
+    weft__loop_update_time(loop);
+    if (must_not_wait(loop))
+        return 0;
+    return weft__timers_timeout(loop);
+}
+
+void weft_loop_ref(weft_loop *loop)
 {
     loop = weft__loop(loop);
     if (loop != NULL)
-        loop->stop = true;
+        loop->active_refs++;
+}
+
+void weft_loop_unref(weft_loop *loop)
+{
+    loop = weft__loop(loop);
+    if (loop != NULL && loop->active_refs > 0)
+        loop->active_refs--;
 }
 
 int weft_loop_close(weft_loop *loop)
 {
     if (loop == NULL)
-        return WEFT_EINVAL;
+        loop = weft__default_loop_peek();
+    if (loop == NULL)
+        return 0; /* no default loop was ever made: nothing to close */
     if (loop->running)
         return WEFT_EBUSY;
     run_closing(loop);
@@ -313,15 +389,20 @@ int weft_loop_close(weft_loop *loop)
     }
     if (loop->default_client_creds != NULL)
         weft_credentials_unref(loop->default_client_creds);
+    /* Signal delivery and other threads first lose the loop (each under
+     * its own lock), then its memory goes. */
+    weft__signal_loop_free(loop);
     weft__dns_loop_free(loop);
+    weft__work_loop_free(loop);
+    weft__async_free(loop);
     weft__timers_free(loop);
     weft__poll_free(loop);
     if (loop->spare_fd >= 0)
         close(loop->spare_fd);
     free(loop->rbuf);
     free(loop->dbuf);
-    if (loop == default_loop)
-        default_loop = NULL;
+    weft_loop *expected = loop;
+    atomic_compare_exchange_strong(&default_loop, &expected, NULL);
     free(loop);
     return 0;
 }

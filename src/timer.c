@@ -212,3 +212,69 @@ void weft__timer_free(weft__handle *h)
     weft__timer_disarm(h->loop, &timer->t);
     free(timer);
 }
+
+/* ---- setImmediate ----------------------------------------------------- */
+
+struct weft_immediate {
+    weft__handle h;
+    weft__qnode node; /* in loop->immediates until run or cleared */
+    weft_immediate_cb cb;
+    void *ctx;
+};
+
+weft_immediate *weft_set_immediate(weft_loop *loop, weft_immediate_cb cb,
+                                   void *ctx)
+{
+    loop = weft__loop(loop);
+    if (loop == NULL || cb == NULL)
+        return NULL;
+    weft_immediate *im = weft__calloc(1, sizeof(*im));
+    if (im == NULL)
+        return NULL;
+    weft__handle_init(loop, &im->h, WEFT__IMMEDIATE);
+    im->cb = cb;
+    im->ctx = ctx;
+    weft__q_push(&loop->immediates, &im->node);
+    weft__handle_start(&im->h);
+    return im;
+}
+
+void weft_clear_immediate(weft_immediate *im)
+{
+    if (im == NULL || (im->h.flags & WEFT__H_CLOSING))
+        return;
+    if (weft__q_linked(&im->node))
+        weft__q_remove(&im->node);
+    weft__handle_close(&im->h);
+}
+
+void weft__immediates_run(weft_loop *loop)
+{
+    if (weft__q_empty(&loop->immediates))
+        return;
+    /* Only those set before the phase began: the batch moves to a local
+     * queue, and an immediate set by a callback waits for the next turn
+     * (as Node's). A callback may clear one still in the batch. */
+    weft__qnode batch;
+    weft__q_init(&batch);
+    batch.next = loop->immediates.next;
+    batch.prev = loop->immediates.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    weft__q_init(&loop->immediates);
+    while (!weft__q_empty(&batch)) {
+        weft_immediate *im =
+            WEFT__CONTAINER_OF(batch.next, weft_immediate, node);
+        weft__q_remove(&im->node);
+        im->cb(im, im->ctx);
+        weft__handle_close(&im->h);
+    }
+}
+
+void weft__immediate_free(weft__handle *h)
+{
+    weft_immediate *im = WEFT__CONTAINER_OF(h, weft_immediate, h);
+    if (weft__q_linked(&im->node))
+        weft__q_remove(&im->node);
+    free(im);
+}
