@@ -4,9 +4,9 @@
  * weft's own threads, which block every signal.
  *
  * Wake-up: one eventfd per loop. Whoever turns `wake_pending` from 0 to
- * 1 writes it; the loop clears the flag before it drains, so a producer
- * that queues after the drain began sees 0 and writes again, and a burst
- * of N calls costs one write and one wake. The loop drains everything
+ * 1 writes it; the loop reads the counter, then clears the flag, then
+ * drains, so a producer that queues after the drain began sees 0 and
+ * writes again, and a burst of N calls costs one write and one wake. The loop drains everything
  * that arrives this way (lookups, work, signals, calls) in one callback.
  *
  * Which loops are alive: a list under `registry_lock` (a rwlock: callers
@@ -111,11 +111,16 @@ static void on_wake(weft__io *io, unsigned events)
 {
     WEFT__UNUSED(events);
     weft_loop *loop = WEFT__CONTAINER_OF(io, weft_loop, wake_io);
-    /* Clear before draining: anything queued from here on wakes again. */
-    atomic_store(&loop->wake_pending, 0);
+    /* Consume the counter, then clear the flag, then drain. In this order
+     * a producer that sets the flag after the clear writes again, and one
+     * that set it before has its work seen by the drain. Clearing first
+     * would lose a wake-up: a producer's write landing between the clear
+     * and the read is consumed, while a later producer sees the flag that
+     * write's owner set and stays silent. */
     uint64_t count;
     ssize_t r = read(io->fd, &count, sizeof(count));
     WEFT__UNUSED(r);
+    atomic_store(&loop->wake_pending, 0);
     weft__signal_drain(loop);
     weft__dns_drain(loop);
     weft__work_drain(loop);
