@@ -35,6 +35,8 @@ cc raw_server raw_server.c
 cc uv_server uv_server.c $(pkg-config --cflags --libs libuv)
 # shellcheck disable=SC2046
 cc event_server event_server.c $(pkg-config --cflags --libs libevent)
+# shellcheck disable=SC2046
+cc calls_uv calls_bench.c -DUSE_UV $(pkg-config --cflags --libs libuv) -lpthread
 
 # weft: the library from the repo sources, then the server against it.
 rm -f "$out/weft.ok"
@@ -69,6 +71,9 @@ if [ "$weft_built" = 1 ]; then
         "$here/weft_server.c" "$out/weft/libweft.a" $weft_libs -lpthread \
         2>"$out/weft-server.log"; then
         touch "$out/weft.ok"
+        # shellcheck disable=SC2086
+        $CC $CFLAGS -I"$root/include" -o "$out/calls_weft" \
+            "$here/calls_bench.c" "$out/weft/libweft.a" $weft_libs -lpthread
     else
         echo "build.sh: weft_server did not link against libweft.a" \
             "(see $out/weft-server.log):" >&2

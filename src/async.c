@@ -9,11 +9,13 @@
  * writes again, and a burst of N calls costs one write and one wake. The loop drains everything
  * that arrives this way (lookups, work, signals, calls) in one callback.
  *
- * Which loops are alive: a list under `registry_lock` (a rwlock: callers
- * from many threads share it, only loop creation and close take it for
- * writing). weft_loop_call() looks its loop up there before touching it,
- * so a call into a closed loop is WEFT_ESTATE, never a write into freed
- * memory. Knows nothing of sockets, timers or signals.
+ * Which loops are alive: each live loop sits in one of STRIPES lists,
+ * chosen by its address, and that list's mutex also guards the loop's
+ * call queue. weft_loop_call() takes the one mutex, finds its loop in
+ * the list (or returns WEFT_ESTATE: a closed loop is never touched), and
+ * queues under the same lock: one lock per call, as libuv's locked queue
+ * plus uv_async_send() costs, with the closed-loop check for free. Knows
+ * nothing of sockets, timers or signals.
  */
 #include "internal.h"
 
@@ -24,8 +26,31 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static pthread_rwlock_t registry_lock = PTHREAD_RWLOCK_INITIALIZER;
-static weft__qnode registry = {&registry, &registry};
+/* Loops spread over this many lists; loops of one process rarely share
+ * one, so producers for different loops do not contend. */
+#define STRIPES 64
+
+typedef struct stripe {
+    pthread_mutex_t lock;
+    weft__qnode loops;
+} stripe;
+
+static stripe stripes[STRIPES];
+static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+
+static void stripes_init(void)
+{
+    for (int i = 0; i < STRIPES; i++) {
+        pthread_mutex_init(&stripes[i].lock, NULL);
+        weft__q_init(&stripes[i].loops);
+    }
+}
+
+static stripe *stripe_of(const weft_loop *loop)
+{
+    uintptr_t p = (uintptr_t)loop;
+    return &stripes[((p >> 6) ^ (p >> 16)) % STRIPES];
+}
 
 /* First size of a loop's call queue; it doubles as bursts need. */
 #define CALLS_MIN 64
@@ -44,22 +69,23 @@ int weft__async_init(weft_loop *loop)
         return err;
     }
     atomic_init(&loop->wake_pending, 0);
-    pthread_mutex_init(&loop->calls_lock, NULL);
-    pthread_rwlock_wrlock(&registry_lock);
-    weft__q_push(&registry, &loop->registry);
-    pthread_rwlock_unlock(&registry_lock);
+    pthread_once(&stripes_once, stripes_init);
+    stripe *st = stripe_of(loop);
+    pthread_mutex_lock(&st->lock);
+    weft__q_push(&st->loops, &loop->registry);
+    pthread_mutex_unlock(&st->lock);
     return 0;
 }
 
 void weft__async_free(weft_loop *loop)
 {
     /* Once out of the list no other thread can reach the loop: a caller
-     * holding the read lock has finished with it before we get here. */
-    pthread_rwlock_wrlock(&registry_lock);
+     * holding the stripe's lock has finished with it before we get it. */
+    stripe *st = stripe_of(loop);
+    pthread_mutex_lock(&st->lock);
     weft__q_remove(&loop->registry);
-    pthread_rwlock_unlock(&registry_lock);
+    pthread_mutex_unlock(&st->lock);
     weft__io_close(loop, &loop->wake_io);
-    pthread_mutex_destroy(&loop->calls_lock);
     free(loop->calls);
     free(loop->calls_spare);
     loop->calls = loop->calls_spare = NULL;
@@ -68,7 +94,10 @@ void weft__async_free(weft_loop *loop)
 
 void weft__loop_wake(weft_loop *loop)
 {
-    if (atomic_exchange(&loop->wake_pending, 1) != 0)
+    /* Read before the exchange: while the loop has a wake-up coming,
+     * producers only share the cache line, they do not fight over it. */
+    if (atomic_load_explicit(&loop->wake_pending, memory_order_relaxed) != 0 ||
+        atomic_exchange(&loop->wake_pending, 1) != 0)
         return;
     uint64_t one = 1;
     ssize_t w;
@@ -83,7 +112,8 @@ void weft__loop_wake(weft_loop *loop)
  * queued meanwhile form the next batch (and have woken the loop again). */
 static void run_calls(weft_loop *loop)
 {
-    pthread_mutex_lock(&loop->calls_lock);
+    stripe *st = stripe_of(loop);
+    pthread_mutex_lock(&st->lock);
     weft__call *batch = loop->calls;
     size_t n = loop->calls_n, cap = loop->calls_cap;
     loop->calls = loop->calls_spare;
@@ -91,19 +121,19 @@ static void run_calls(weft_loop *loop)
     loop->calls_n = 0;
     loop->calls_spare = NULL;
     loop->calls_spare_cap = 0;
-    pthread_mutex_unlock(&loop->calls_lock);
+    pthread_mutex_unlock(&st->lock);
     for (size_t i = 0; i < n; i++)
         batch[i].fn(loop, batch[i].ctx);
     /* Keep the batch's array as the next spare. A call above may have
      * closed the loop only if it was not running: impossible, since a
      * running loop refuses weft_loop_close(). */
-    pthread_mutex_lock(&loop->calls_lock);
+    pthread_mutex_lock(&st->lock);
     if (loop->calls_spare == NULL) {
         loop->calls_spare = batch;
         loop->calls_spare_cap = cap;
         batch = NULL;
     }
-    pthread_mutex_unlock(&loop->calls_lock);
+    pthread_mutex_unlock(&st->lock);
     free(batch);
 }
 
@@ -127,63 +157,60 @@ static void on_wake(weft__io *io, unsigned events)
     run_calls(loop);
 }
 
-static bool is_live(weft_loop *loop)
+/* The loop a cross-thread caller named, with its stripe locked, or NULL
+ * (nothing locked) if it is not a live loop. */
+static weft_loop *lock_live(weft_loop *loop, stripe **out)
 {
-    for (weft__qnode *n = registry.next; n != &registry; n = n->next)
-        if (n == &loop->registry)
-            return true;
-    return false;
-}
-
-/* The loop a cross-thread caller named, read-locked, or NULL. */
-static weft_loop *lock_live(weft_loop *loop)
-{
-    pthread_rwlock_rdlock(&registry_lock);
     if (loop == NULL)
         loop = weft__default_loop_peek();
-    if (loop == NULL || !is_live(loop)) {
-        pthread_rwlock_unlock(&registry_lock);
+    if (loop == NULL)
         return NULL;
+    pthread_once(&stripes_once, stripes_init);
+    stripe *st = stripe_of(loop);
+    pthread_mutex_lock(&st->lock);
+    for (weft__qnode *n = st->loops.next; n != &st->loops; n = n->next) {
+        if (n == &loop->registry) {
+            *out = st;
+            return loop;
+        }
     }
-    return loop;
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
 }
 
 int weft_loop_call(weft_loop *loop, weft_call_fn fn, void *ctx)
 {
     if (fn == NULL)
         return WEFT_EINVAL;
-    loop = lock_live(loop);
+    stripe *st;
+    loop = lock_live(loop, &st);
     if (loop == NULL)
         return WEFT_ESTATE;
-    int err = 0;
-    pthread_mutex_lock(&loop->calls_lock);
     if (loop->calls_n == loop->calls_cap) {
         size_t cap = loop->calls_cap ? loop->calls_cap * 2 : CALLS_MIN;
         weft__call *v = weft__realloc(loop->calls, cap * sizeof(*v));
         if (v == NULL) {
-            err = WEFT_ENOMEM;
-            goto out_unlock;
+            pthread_mutex_unlock(&st->lock);
+            return WEFT_ENOMEM;
         }
         loop->calls = v;
         loop->calls_cap = cap;
     }
     loop->calls[loop->calls_n++] = (weft__call){fn, ctx};
-out_unlock:
-    pthread_mutex_unlock(&loop->calls_lock);
-    if (err == 0)
-        weft__loop_wake(loop);
-    pthread_rwlock_unlock(&registry_lock);
-    return err;
+    weft__loop_wake(loop);
+    pthread_mutex_unlock(&st->lock);
+    return 0;
 }
 
 void weft_loop_stop(weft_loop *loop)
 {
-    loop = lock_live(loop);
+    stripe *st;
+    loop = lock_live(loop, &st);
     if (loop == NULL)
         return;
     atomic_store(&loop->stop, true);
     weft__loop_wake(loop);
-    pthread_rwlock_unlock(&registry_lock);
+    pthread_mutex_unlock(&st->lock);
 }
 
 int weft__thread_start(void *(*fn)(void *), void *arg, size_t stack_size)

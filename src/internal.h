@@ -306,12 +306,12 @@ struct weft_loop {
      */
     weft__io wake_io;
     atomic_int wake_pending;
-    pthread_mutex_t calls_lock; /* guards calls, calls_n, calls_cap */
+    /* calls from other threads, guarded by the loop's stripe lock */
     weft__call *calls;
     size_t calls_n, calls_cap;
     weft__call *calls_spare; /* swapped in while a batch runs */
     size_t calls_spare_cap;
-    weft__qnode registry; /* in the live-loop list (async.c) */
+    weft__qnode registry; /* in its stripe's live-loop list (async.c) */
     /* signals (signal.c): listeners, and deliveries counted by the
      * handler, read and cleared on the loop thread */
     weft__emitter sig_em;
