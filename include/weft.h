@@ -117,6 +117,21 @@ WEFT_EXTERN const char *weft_strerror(int err);
 /* The code's name without prefix ("ECONNREFUSED"); never NULL. */
 WEFT_EXTERN const char *weft_err_name(int err);
 
+/*
+ * An 'error' that no listener takes is never silent (Node throws; weft
+ * never aborts, the object still closes with 'close'(true)). By default
+ * it is written to stderr as "weft: unhandled 'error' on <object>:
+ * <message>". `object` is "stream" or "server", `handle` the weft_stream
+ * or weft_server. Install a handler to log it your way, or NULL to
+ * restore the default. Process-wide: set it before loops run on other
+ * threads; the handler runs on the thread of the object's loop.
+ */
+typedef void (*weft_unhandled_error_cb)(const char *object, void *handle,
+                                        int err, const char *message,
+                                        void *ctx);
+WEFT_EXTERN void weft_set_unhandled_error_handler(weft_unhandled_error_cb cb,
+                                                  void *ctx);
+
 /* ------------------------------------------------------------------ */
 /* 2. Loop                                                            */
 /* ------------------------------------------------------------------ */

@@ -6,6 +6,26 @@
 
 #include <stdio.h>
 
+static weft_unhandled_error_cb unhandled_cb;
+static void *unhandled_ctx;
+
+void weft_set_unhandled_error_handler(weft_unhandled_error_cb cb, void *ctx)
+{
+    unhandled_cb = cb;
+    unhandled_ctx = ctx;
+}
+
+void weft__unhandled_error(const char *object, void *handle, int err,
+                           const char *message)
+{
+    if (unhandled_cb != NULL) {
+        unhandled_cb(object, handle, err, message, unhandled_ctx);
+        return;
+    }
+    /* One write, so lines from several threads do not interleave. */
+    fprintf(stderr, "weft: unhandled 'error' on %s: %s\n", object, message);
+}
+
 const char *weft_strerror(int err)
 {
     switch (err) {

@@ -69,6 +69,16 @@ extern long weft__alloc_failed;
 
 /* -errno, mapped so that every value is a WEFT_E* code weft knows. */
 int weft__err(int errno_value);
+/* An 'error' with no listener: the program's handler, or stderr. */
+void weft__unhandled_error(const char *object, void *handle, int err,
+                           const char *message);
+
+/* now + ms without wrapping: a huge delay (UINT64_MAX, or a negative int
+ * cast to it) means "never", not "at once". */
+static inline uint64_t weft__deadline(uint64_t now, uint64_t ms)
+{
+    return ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
+}
 
 /* ---- emitter: one listener list per object --------------------------- */
 

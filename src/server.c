@@ -103,7 +103,10 @@ weft_server *weft_create_server(weft_loop *loop, weft_server_connection_cb cb,
 
 static void emit_error(weft_server *s, int err, const char *msg)
 {
-    WEFT__EMIT(&s->em, EV_error, weft_server_error_cb, s, err, msg);
+    if (weft__emitter_has(&s->em, EV_error))
+        WEFT__EMIT(&s->em, EV_error, weft_server_error_cb, s, err, msg);
+    else
+        weft__unhandled_error("server", s, err, msg);
 }
 
 /*

@@ -228,7 +228,7 @@ static void touch(weft_stream *s)
     x->last_active = loop->now;
     if (has(s, F_TIMED_OUT)) {
         s->flags &= ~F_TIMED_OUT;
-        weft__timer_arm(loop, &x->idle, loop->now + x->timeout_ms);
+        weft__timer_arm(loop, &x->idle, weft__deadline(loop->now, x->timeout_ms));
     }
 }
 
@@ -295,7 +295,10 @@ static void emit_close(weft_stream *s)
     if (had_error && s->err != 0) {
         const char *msg = s->x && s->x->errmsg ? s->x->errmsg
                                                : weft_strerror(s->err);
-        WEFT__EMIT(&s->em, EV_error, weft_stream_error_cb, s, s->err, msg);
+        if (weft__emitter_has(&s->em, EV_error))
+            WEFT__EMIT(&s->em, EV_error, weft_stream_error_cb, s, s->err, msg);
+        else
+            weft__unhandled_error("stream", s, s->err, msg);
     }
     weft_server *server = s->server;
     s->server = NULL;
@@ -843,8 +846,9 @@ int weft_stream_end(weft_stream *s, const void *data, size_t len)
     if (!has(s, F_WRITABLE)) {
         if (has(s, F_ENDING | F_FIN_SENT))
             return len > 0 ? WEFT_EWRITEAFTEREND : 0;
-        /* Destroyed without end(): nothing to do, as Node. */
-        return has(s, F_DESTROYED) ? 0 : WEFT_ESTATE;
+        /* Destroyed without end(): a bare end() has nothing to do (as
+         * Node), but data would be dropped: say so, as write() does. */
+        return has(s, F_DESTROYED) && len == 0 ? 0 : WEFT_ESTATE;
     }
     if (len > 0) {
         int r = weft_stream_write(s, data, len);
@@ -940,7 +944,8 @@ static void connected(weft_stream *s)
     if (x->timeout_ms > 0) {
         s->flags &= ~F_TIMED_OUT;
         x->last_active = s->h.loop->now;
-        weft__timer_arm(s->h.loop, &x->idle, x->last_active + x->timeout_ms);
+        weft__timer_arm(s->h.loop, &x->idle,
+                        weft__deadline(x->last_active, x->timeout_ms));
     }
     if (has(s, F_TLS_WANTED))
         start_tls(s);
@@ -1232,7 +1237,7 @@ static void idle_fire(weft__timer *t)
     stream_extra *x = WEFT__CONTAINER_OF(t, stream_extra, idle);
     weft_stream *s = x->s;
     weft_loop *loop = s->h.loop;
-    uint64_t due = x->last_active + x->timeout_ms;
+    uint64_t due = weft__deadline(x->last_active, x->timeout_ms);
     if (due > loop->now) {
         weft__timer_arm(loop, &x->idle, due);
         return;
@@ -1262,7 +1267,7 @@ int weft_stream_set_timeout(weft_stream *s, uint64_t ms)
     x->last_active = loop->now;
     s->flags &= ~F_TIMED_OUT;
     if (!has(s, F_DESTROYED)) {
-        weft__timer_arm(loop, &x->idle, loop->now + ms);
+        weft__timer_arm(loop, &x->idle, weft__deadline(loop->now, ms));
         if (!weft__timer_armed(&x->idle))
             return WEFT_ENOMEM;
     }

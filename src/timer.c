@@ -135,7 +135,7 @@ static void public_timer_fire(weft__timer *t)
     weft_timer *timer = WEFT__CONTAINER_OF(t, weft_timer, t);
     weft_loop *loop = timer->h.loop;
     if (timer->repeat)
-        weft__timer_arm(loop, &timer->t, loop->now + timer->repeat);
+        weft__timer_arm(loop, &timer->t, weft__deadline(loop->now, timer->repeat));
     timer->cb(timer, timer->ctx);
     if (!timer->repeat && !(timer->h.flags & WEFT__H_CLOSING))
         weft_clear_timer(timer);
@@ -156,7 +156,7 @@ static weft_timer *timer_start(weft_loop *loop, uint64_t ms, uint64_t repeat,
     timer->ctx = ctx;
     timer->repeat = repeat;
     weft__loop_update_time(loop);
-    weft__timer_arm(loop, &timer->t, loop->now + ms);
+    weft__timer_arm(loop, &timer->t, weft__deadline(loop->now, ms));
     if (!weft__timer_armed(&timer->t)) {
         weft__handle_close(&timer->h);
         return NULL;
