@@ -338,6 +338,63 @@ START_TEST(sigterm_kills_again_after_last_off)
 }
 END_TEST
 
+static void child_got_usr1(weft_loop *loop, int signum, void *ctx)
+{
+    (void)loop;
+    (void)signum;
+    *(int *)ctx += 1;
+}
+
+static void child_give_up(weft_timer *t, void *ctx)
+{
+    (void)t;
+    (void)ctx;
+    _exit(31);
+}
+
+/* A child forked while the parent listens: its own lock (the fork hooks
+ * gave it a fresh pipe with its byte), its own listeners, its own
+ * deliveries. A child left without the byte would hang in the handler
+ * (alarm() ends it). */
+static void forked_child(void)
+{
+    alarm(5);
+    weft_loop *loop = weft_loop_new();
+    if (loop == NULL)
+        _exit(30);
+    int got = 0;
+    if (weft_signal_on(loop, SIGUSR1, child_got_usr1, &got) != 0)
+        _exit(32);
+    raise(SIGUSR1);
+    weft_timer *t = weft_set_timeout(loop, 2000, child_give_up, NULL);
+    while (got == 0)
+        weft_loop_run_mode(loop, WEFT_RUN_ONCE);
+    weft_clear_timer(t);
+    if (weft_signal_off(loop, SIGUSR1, child_got_usr1, &got) != 0)
+        _exit(33);
+    _exit(got == 1 ? 0 : 34);
+}
+
+START_TEST(forked_child_gets_its_own_lock_and_deliveries)
+{
+    ck_assert_int_eq(weft_signal_on(tu_loop, SIGUSR1, log_signal, "parent"), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        forked_child();
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "child status %#x", status);
+    /* The parent's lock still has its byte. */
+    ck_assert_int_eq(raise(SIGUSR1), 0);
+    run_briefly();
+    ck_assert_str_eq(tu_log_str(), "parent:10");
+    ck_assert_int_eq(weft_signal_off(tu_loop, SIGUSR1, log_signal, "parent"),
+                     0);
+}
+END_TEST
+
 /* ---- 3. weft's threads never take the program's signals -------------- */
 
 static void child_connected(weft_stream *s, void *ctx)
@@ -688,6 +745,7 @@ int main(void)
     tcase_add_test(tc, default_action_returns_after_last_off);
     tcase_add_test(tc, program_handler_restored_exactly);
     tcase_add_test(tc, sigterm_kills_again_after_last_off);
+    tcase_add_test(tc, forked_child_gets_its_own_lock_and_deliveries);
     tcase_add_loop_test(tc, sigwait_program_gets_sigterm_despite_lookup_threads,
                         0, 2);
     tcase_add_test(tc, once_listener_fires_once_and_restores_default);
