@@ -775,18 +775,24 @@ WEFT_EXTERN int weft_loop_call(weft_loop *loop, weft_call_fn fn, void *ctx);
 typedef void (*weft_signal_cb)(weft_loop *loop, int signum, void *ctx);
 
 /*
- * Listeners for signal `signum` on `loop`, called on the loop's thread as
- * ordinary events (not inside the signal handler). While a listener
- * exists on any loop, the signal's default action does not happen; when
- * the last one is removed, the disposition the program had before comes
- * back. Every loop with a listener gets every delivery (the kernel merges
- * signals that arrive before the loop has seen the first). A listener
- * does not keep the loop alive, as in Node.
+ * Listeners for signal `signum` on `loop` (NULL: the default loop),
+ * called on the loop's thread as ordinary events (not inside the signal
+ * handler). While a listener exists on any loop, the signal's default
+ * action does not happen; when the last one is removed (off, a once
+ * listener used, or its loop closed), the sigaction the program had
+ * before comes back exactly. Every loop with a listener gets every
+ * delivery: each run of weft's handler is counted, so deliveries before
+ * the loop drains are not merged by weft (the kernel still merges a
+ * standard signal sent again while it is pending). A listener does not
+ * keep the loop alive, as in Node. The first listener makes a pipe (two
+ * fds) that weft keeps for the life of the process.
  *
- * on/once return 0, WEFT_ENOMEM, or WEFT_EINVAL for a signal that cannot
- * be caught or must not be deferred (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS,
- * SIGFPE, SIGILL, or out of range). off removes the latest (cb, ctx)
- * added for `signum`, or returns WEFT_ENOENT.
+ * on/once return 0, WEFT_ENOMEM, or WEFT_EINVAL for a NULL `cb` or a
+ * signal that cannot be caught or must not be deferred (SIGKILL,
+ * SIGSTOP, SIGSEGV, SIGBUS, SIGFPE, SIGILL, one the C library keeps for
+ * itself, or outside 1..64). off removes the latest (cb, ctx) added for
+ * `signum`, or returns WEFT_ENOENT (WEFT_EINVAL for the arguments on
+ * refuses).
  */
 WEFT_EXTERN int weft_signal_on(weft_loop *loop, int signum, weft_signal_cb cb,
                                void *ctx);

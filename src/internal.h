@@ -326,6 +326,7 @@ struct weft_loop {
      * handler, read and cleared on the loop thread */
     weft__emitter sig_em;
     weft__qnode sig_node; /* in signal.c's list while any listener */
+    uint64_t sig_mask;    /* bit s-1: watching signal s; under its lock */
     atomic_uint sig_count[65];
     /* name resolution: see dns.c */
     weft__qnode dns_reqs; /* in flight for this loop, guarded by dns lock */
