@@ -864,16 +864,21 @@ typedef void (*weft_dns_lookup_cb)(weft_dns_req *req, int err,
 
 /*
  * dns.lookup(host, {all: true, family}): getaddrinfo on the lookup pool
- * (so /etc/hosts and nsswitch are honoured). `family` 0, 4 or 6. An IP
- * literal answers without the pool, on a later turn. *out (may be NULL)
- * is valid until the callback runs. A lookup in flight keeps the loop
- * alive. Returns 0, WEFT_EINVAL (NULL host, bad family, name over 1024
- * bytes), WEFT_ENOMEM.
+ * (so /etc/hosts and nsswitch are honoured), every address it gives, in
+ * its order. `family` 0, 4 or 6. An IP literal is its own answer
+ * whatever `family` says, as written (as Node), without the pool, on a
+ * later turn. The callback never runs inside this call. *out (may be
+ * NULL) is valid until the callback runs. A lookup in flight keeps the
+ * loop alive. Loop thread. Returns 0, WEFT_EINVAL (NULL or empty host,
+ * NULL cb, bad family, name over 1024 bytes), WEFT_ENOMEM.
  */
 WEFT_EXTERN int weft_dns_lookup(weft_loop *loop, const char *host, int family,
                                 weft_dns_lookup_cb cb, void *ctx,
                                 weft_dns_req **out);
-/* The callback will not be called; loop thread only. */
+/* The callback will not be called, and the lookup no longer keeps the
+ * loop alive; a resolver still busy with it finishes unseen. Legal
+ * inside any lookup's callback (its own included); NULL is ignored.
+ * Loop thread only. */
 WEFT_EXTERN void weft_dns_cancel(weft_dns_req *req);
 
 /* ---- 8.7 setImmediate ---- */
