@@ -829,17 +829,22 @@ typedef void (*weft_work_done_cb)(weft_loop *loop, int status, void *ctx);
 
 /*
  * Queues `work(ctx)` for the work pool, then `done(loop, status, ctx)` on
- * the loop. The pool is not the lookup pool: slow work never delays a
- * name lookup. A queued job keeps the loop alive until its `done` ran.
- * *out (may be NULL) is valid until `done` is called. Returns 0,
- * WEFT_EINVAL, WEFT_ENOMEM, or WEFT_EAGAIN if no thread could be made.
+ * the loop (`done` may be NULL). Jobs start in the order queued. The pool
+ * is not the lookup pool: slow work never delays a name lookup. A queued
+ * job keeps the loop alive until its `done` ran; closing the loop drops
+ * jobs not started and calls no `done` (a running `work` still returns
+ * normally). *out (may be NULL) is valid until `done` is called. Loop
+ * thread. Returns 0, WEFT_EINVAL (NULL `work`), WEFT_ENOMEM, or
+ * WEFT_EAGAIN if no thread could be made.
  */
 WEFT_EXTERN int weft_queue_work(weft_loop *loop, weft_work_fn work,
                                 weft_work_done_cb done, void *ctx,
                                 weft_work **out);
 /*
- * Cancels a job that has not started: `done` then gets WEFT_ECANCELED.
- * Returns 0, or WEFT_EBUSY if it is running or finished. Loop thread.
+ * Cancels a job that has not started: `work` never runs and `done` gets
+ * WEFT_ECANCELED on a later turn (never inside this call). Returns 0, or
+ * WEFT_EBUSY if it is running or finished (or already cancelled). Any
+ * thread, as long as `done` has not run yet (then `work` is freed).
  */
 WEFT_EXTERN int weft_work_cancel(weft_work *work);
 /*
