@@ -850,17 +850,22 @@ typedef void (*weft_work_done_cb)(weft_loop *loop, int status, void *ctx);
 
 /*
  * Queues `work(ctx)` for the work pool, then `done(loop, status, ctx)` on
- * the loop. The pool is not the lookup pool: slow work never delays a
- * name lookup. A queued job keeps the loop alive until its `done` ran.
- * *out (may be NULL) is valid until `done` is called. Returns 0,
- * WEFT_EINVAL, WEFT_ENOMEM, or WEFT_EAGAIN if no thread could be made.
+ * the loop (`done` may be NULL). Jobs start in the order queued. The pool
+ * is not the lookup pool: slow work never delays a name lookup. A queued
+ * job keeps the loop alive until its `done` ran; closing the loop drops
+ * jobs not started and calls no `done` (a running `work` still returns
+ * normally). *out (may be NULL) is valid until `done` is called. Loop
+ * thread. Returns 0, WEFT_EINVAL (NULL `work`), WEFT_ENOMEM, or
+ * WEFT_EAGAIN if no thread could be made.
  */
 WEFT_EXTERN int weft_queue_work(weft_loop *loop, weft_work_fn work,
                                 weft_work_done_cb done, void *ctx,
                                 weft_work **out);
 /*
- * Cancels a job that has not started: `done` then gets WEFT_ECANCELED.
- * Returns 0, or WEFT_EBUSY if it is running or finished. Loop thread.
+ * Cancels a job that has not started: `work` never runs and `done` gets
+ * WEFT_ECANCELED on a later turn (never inside this call). Returns 0, or
+ * WEFT_EBUSY if it is running or finished (or already cancelled). Any
+ * thread, as long as `done` has not run yet (then `work` is freed).
  */
 WEFT_EXTERN int weft_work_cancel(weft_work *work);
 /*
@@ -885,16 +890,21 @@ typedef void (*weft_dns_lookup_cb)(weft_dns_req *req, int err,
 
 /*
  * dns.lookup(host, {all: true, family}): getaddrinfo on the lookup pool
- * (so /etc/hosts and nsswitch are honoured). `family` 0, 4 or 6. An IP
- * literal answers without the pool, on a later turn. *out (may be NULL)
- * is valid until the callback runs. A lookup in flight keeps the loop
- * alive. Returns 0, WEFT_EINVAL (NULL host, bad family, name over 1024
- * bytes), WEFT_ENOMEM.
+ * (so /etc/hosts and nsswitch are honoured), every address it gives, in
+ * its order. `family` 0, 4 or 6. An IP literal is its own answer
+ * whatever `family` says, as written (as Node), without the pool, on a
+ * later turn. The callback never runs inside this call. *out (may be
+ * NULL) is valid until the callback runs. A lookup in flight keeps the
+ * loop alive. Loop thread. Returns 0, WEFT_EINVAL (NULL or empty host,
+ * NULL cb, bad family, name over 1024 bytes), WEFT_ENOMEM.
  */
 WEFT_EXTERN int weft_dns_lookup(weft_loop *loop, const char *host, int family,
                                 weft_dns_lookup_cb cb, void *ctx,
                                 weft_dns_req **out);
-/* The callback will not be called; loop thread only. */
+/* The callback will not be called, and the lookup no longer keeps the
+ * loop alive; a resolver still busy with it finishes unseen. Legal
+ * inside any lookup's callback (its own included); NULL is ignored.
+ * Loop thread only. */
 WEFT_EXTERN void weft_dns_cancel(weft_dns_req *req);
 
 /* ---- 8.7 setImmediate ---- */

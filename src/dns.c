@@ -1,15 +1,30 @@
 /*
  * dns.c - getaddrinfo off the loop, on a small pool used for lookups
  * alone (decision 9): a slow resolver never stalls I/O, and lookups never
- * queue behind anything else.
+ * queue behind anything else (the work pool, work.c, has its own
+ * threads). Two doors share it: weft_dns_lookup() (Node's dns.lookup
+ * with {all: true}) and the internal lookups of connect and listen.
  *
- * Threads: workers take requests from one global queue, run getaddrinfo
- * and hand the result to the request's loop through its `dns_done` list
- * and the loop's wake-up (async.c). Everything a worker and a loop share is guarded by the
- * one `lock` below. A request belongs to its loop while in flight
- * (loop->dns_reqs); cancelling it only clears `fn`, so the worker's
- * result is freed unseen; closing the loop orphans its requests
- * (req->loop = NULL) and the worker frees them.
+ * Threads: workers take requests from one global FIFO queue, run
+ * getaddrinfo and hand the result to the request's loop through its
+ * `dns_done` list and the loop's wake-up (async.c). Everything a worker
+ * and a loop share (the queue, each request's state and loop pointer,
+ * every loop's dns_reqs/dns_done) is guarded by the one `lock` below.
+ *
+ *   state      where its node is     who frees it
+ *   QUEUED     `work` (global)       a cancel or loop close, at once
+ *   RESOLVING  loop->dns_reqs        the worker, if its loop is gone
+ *   DONE       loop->dns_done        the drain (after the callback, if
+ *                                    any) or loop close
+ *
+ * The callbacks (`fn`, `cb`) are read and cleared on the loop thread
+ * only; the worker never looks at them. Cancelling clears them, so the
+ * result is freed unseen. Closing the loop orphans its resolving requests
+ * (req->loop = NULL) and their worker frees them.
+ *
+ * A public lookup holds one of the loop's active_refs while its callback
+ * is set (until just before it runs, or until it is cancelled); internal
+ * lookups hold none, their stream or server keeps the loop alive.
  */
 #include "internal.h"
 
@@ -23,15 +38,24 @@
 
 /* Enough for several slow lookups at once without a thread per request. */
 #define DNS_THREADS 4
+/* Longer than any name DNS can carry (253): refused before the pool. */
+#define HOST_MAX 1024
 
-struct weft__dns_req {
-    weft__qnode node; /* global queue, then loop->dns_reqs / dns_done */
-    weft_loop *loop;  /* NULL once the loop is gone */
-    weft__dns_fn fn;  /* NULL once cancelled */
+enum { QUEUED, RESOLVING, DONE };
+
+struct weft_dns_req {
+    weft__qnode node;      /* work, then loop->dns_reqs / dns_done */
+    weft_loop *loop;       /* NULL once the loop is gone */
+    weft__dns_fn fn;       /* internal lookups; NULL once cancelled */
+    weft_dns_lookup_cb cb; /* weft_dns_lookup(); NULL once cancelled */
     void *ctx;
+    int state;
+    int family; /* AF_* */
     bool passive;
+    bool literal; /* answered with `lit`, never went to the pool */
     int err;
     struct addrinfo *res;
+    weft_address lit;
     char port[8];
     char host[];
 };
@@ -53,7 +77,7 @@ static int gai_to_weft(int rc)
         return WEFT_ENOMEM;
     case EAI_SYSTEM:
         return weft__err(errno);
-    default: /* EAI_NONAME, EAI_NODATA, EAI_FAMILY, ... */
+    default: /* EAI_NONAME, EAI_NODATA, EAI_FAMILY, EAI_ADDRFAMILY, ... */
         return WEFT_ENOTFOUND;
     }
 }
@@ -71,25 +95,32 @@ static void *worker(void *arg)
         weft__qnode *n = work.next;
         weft__q_remove(n);
         weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
-        if (req->loop != NULL)
-            weft__q_push(&req->loop->dns_reqs, &req->node);
+        /* Only requests of live loops are queued: loop close frees the
+         * queued ones of its loop. */
+        req->state = RESOLVING;
+        weft__q_push(&req->loop->dns_reqs, &req->node);
         pthread_mutex_unlock(&lock);
 
+        /* SOCK_STREAM: one answer per address, not one per socket type. */
         struct addrinfo hints = {0};
-        hints.ai_family = AF_UNSPEC;
+        hints.ai_family = req->family;
         hints.ai_socktype = SOCK_STREAM;
         hints.ai_flags = AI_NUMERICSERV | (req->passive ? AI_PASSIVE : 0);
-        int rc = getaddrinfo(req->host, req->port, &hints, &req->res);
-        req->err = gai_to_weft(rc);
+        struct addrinfo *res = NULL;
+        int rc = getaddrinfo(req->host, req->port, &hints, &res);
+        int err = gai_to_weft(rc);
 
         pthread_mutex_lock(&lock);
         weft_loop *loop = req->loop;
         if (loop == NULL) {
-            if (req->res)
-                freeaddrinfo(req->res);
+            if (res)
+                freeaddrinfo(res);
             free(req);
             continue;
         }
+        req->res = res;
+        req->err = err;
+        req->state = DONE;
         weft__q_remove(&req->node);
         weft__q_push(&loop->dns_done, &req->node);
         /* Under the lock: loop close detaches its requests under it too,
@@ -97,6 +128,41 @@ static void *worker(void *arg)
         weft__loop_wake(loop);
     }
     return NULL;
+}
+
+/* weft_dns_lookup()'s answer: the addrinfo list as weft_address, in the
+ * resolver's order. Converted here rather than on the worker so that the
+ * allocation is the loop thread's (weft__malloc's failure injection is
+ * not thread-safe). */
+static void deliver(weft__dns_req *req, weft_dns_lookup_cb cb)
+{
+    if (req->literal) {
+        cb(req, 0, &req->lit, 1, req->ctx);
+        return;
+    }
+    if (req->err < 0) {
+        cb(req, req->err, NULL, 0, req->ctx);
+        return;
+    }
+    size_t n = 0;
+    for (struct addrinfo *ai = req->res; ai != NULL; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+            n++;
+    if (n == 0) {
+        cb(req, WEFT_ENOTFOUND, NULL, 0, req->ctx);
+        return;
+    }
+    weft_address *v = weft__malloc(n * sizeof(*v));
+    if (v == NULL) {
+        cb(req, WEFT_ENOMEM, NULL, 0, req->ctx);
+        return;
+    }
+    size_t i = 0;
+    for (struct addrinfo *ai = req->res; ai != NULL; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+            weft__address_from(ai->ai_addr, ai->ai_addrlen, &v[i++]);
+    cb(req, 0, v, n, req->ctx);
+    free(v);
 }
 
 /* Called on the loop thread when the loop is woken. */
@@ -111,67 +177,173 @@ void weft__dns_drain(weft_loop *loop)
         weft__q_push(&done, n);
     }
     pthread_mutex_unlock(&lock);
+    /* A callback may cancel a request still in `done`: it then finds
+     * that request's callbacks cleared and frees it unseen. */
     while (!weft__q_empty(&done)) {
         weft__qnode *n = done.next;
         weft__q_remove(n);
         weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
-        if (req->fn != NULL)
+        if (req->cb != NULL) {
+            weft_dns_lookup_cb cb = req->cb;
+            req->cb = NULL; /* a cancel inside it must not unref again */
+            loop->active_refs--;
+            deliver(req, cb);
+        } else if (req->fn != NULL) {
             req->fn(req, req->res, req->err, req->ctx);
-        else if (req->res != NULL)
+            req->res = NULL; /* the callback's now */
+        }
+        if (req->res != NULL)
             freeaddrinfo(req->res);
         free(req);
     }
 }
 
-int weft__dns_lookup(weft_loop *loop, const char *host, int port, bool passive,
-                     weft__dns_fn fn, void *ctx, weft__dns_req **out)
+static weft__dns_req *req_new(weft_loop *loop, const char *host, int port,
+                              int family, void *ctx)
 {
     size_t hlen = strlen(host);
-    if (hlen > 1024)
-        return WEFT_EINVAL;
     weft__dns_req *req = weft__calloc(1, sizeof(*req) + hlen + 1);
     if (req == NULL)
-        return WEFT_ENOMEM;
+        return NULL;
     req->loop = loop;
-    req->fn = fn;
     req->ctx = ctx;
-    req->passive = passive;
+    req->family = family;
     snprintf(req->port, sizeof(req->port), "%d", port);
     memcpy(req->host, host, hlen + 1);
+    return req;
+}
 
+/* Hands `req` to the pool. On failure `req` is still the caller's. */
+static int submit(weft__dns_req *req)
+{
     pthread_mutex_lock(&lock);
     if (threads_idle == 0 && threads_started < DNS_THREADS) {
         if (weft__thread_start(worker, NULL, 256 * 1024) == 0)
             threads_started++;
         if (threads_started == 0) {
             pthread_mutex_unlock(&lock);
-            free(req);
             return WEFT_ENOMEM;
         }
     }
+    req->state = QUEUED;
     weft__q_push(&work, &req->node);
     pthread_cond_signal(&work_cond);
     pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+int weft__dns_lookup_af(weft_loop *loop, const char *host, int port, int family,
+                        bool passive, weft__dns_fn fn, void *ctx,
+                        weft__dns_req **out)
+{
+    if (strlen(host) > HOST_MAX)
+        return WEFT_EINVAL;
+    weft__dns_req *req = req_new(loop, host, port, family, ctx);
+    if (req == NULL)
+        return WEFT_ENOMEM;
+    req->fn = fn;
+    req->passive = passive;
+    int err = submit(req);
+    if (err < 0) {
+        free(req);
+        return err;
+    }
     *out = req;
     return 0;
 }
 
+int weft_dns_lookup(weft_loop *loop, const char *host, int family,
+                    weft_dns_lookup_cb cb, void *ctx, weft_dns_req **out)
+{
+    int af;
+    switch (family) {
+    case 0:
+        af = AF_UNSPEC;
+        break;
+    case 4:
+        af = AF_INET;
+        break;
+    case 6:
+        af = AF_INET6;
+        break;
+    default:
+        return WEFT_EINVAL;
+    }
+    /* "" is refused too: Node answers it with an empty list only for
+     * compatibility and warns that it is deprecated (DEP0118). */
+    if (host == NULL || *host == '\0' || cb == NULL || strlen(host) > HOST_MAX)
+        return WEFT_EINVAL;
+    loop = weft__loop(loop);
+    if (loop == NULL)
+        return WEFT_ENOMEM;
+    weft__dns_req *req = req_new(loop, host, 0, af, ctx);
+    if (req == NULL)
+        return WEFT_ENOMEM;
+    req->cb = cb;
+    weft__sockaddr sa;
+    if (weft__parse_ip(host, 0, &sa) &&
+        strlen(host) < sizeof(req->lit.address)) {
+        /* As Node: an IP literal is its own answer, whatever `family`
+         * asked for, and is returned as written (a zone kept). Through
+         * dns_done and the wake-up, so it comes on a later turn. */
+        weft__address_from(&sa.u.sa, sa.len, &req->lit);
+        memcpy(req->lit.address, host, strlen(host) + 1);
+        req->literal = true;
+        pthread_mutex_lock(&lock);
+        req->state = DONE;
+        weft__q_push(&loop->dns_done, &req->node);
+        weft__loop_wake(loop);
+        pthread_mutex_unlock(&lock);
+    } else {
+        int err = submit(req);
+        if (err < 0) {
+            free(req);
+            return err;
+        }
+    }
+    loop->active_refs++;
+    if (out != NULL)
+        *out = req;
+    return 0;
+}
+
+void weft_dns_cancel(weft_dns_req *req)
+{
+    if (req == NULL)
+        return;
+    if (req->cb != NULL) {
+        req->cb = NULL;
+        req->loop->active_refs--;
+    }
+    req->fn = NULL;
+    /* Not started yet: nothing will ever look at it again. Resolving or
+     * done: the worker or the drain frees it, unseen. */
+    pthread_mutex_lock(&lock);
+    if (req->state == QUEUED) {
+        weft__q_remove(&req->node);
+        free(req);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 void weft__dns_cancel(weft__dns_req *req)
 {
-    /* Only the loop thread reads fn; the worker never touches it. */
-    req->fn = NULL;
+    weft_dns_cancel(req);
 }
 
 void weft__dns_loop_free(weft_loop *loop)
 {
     pthread_mutex_lock(&lock);
-    /* Requests still queued or resolving: the worker frees them. Those
-     * already done are ours to free. */
-    weft__qnode *n;
-    for (n = work.next; n != &work; n = n->next) {
+    /* Queued: dropped. Resolving: orphaned, the worker frees them. Done:
+     * ours to free. No callback runs. */
+    weft__qnode *n, *next;
+    for (n = work.next; n != &work; n = next) {
+        next = n->next;
         weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
-        if (req->loop == loop)
-            req->loop = NULL;
+        if (req->loop == loop) {
+            weft__q_remove(n);
+            free(req);
+        }
     }
     while (!weft__q_empty(&loop->dns_reqs)) {
         n = loop->dns_reqs.next;

@@ -281,8 +281,6 @@ void weft__immediate_free(weft__handle *h);
  */
 #define WEFT__READ_BUF 65536
 
-struct weft__dns_req;
-
 /* A call queued by another thread (async.c). */
 typedef struct weft__call {
     weft_call_fn fn;
@@ -377,19 +375,30 @@ int weft__poll(weft_loop *loop, int timeout_ms);
 
 /* ---- name resolution (dns.c) ----------------------------------------- */
 
-typedef struct weft__dns_req weft__dns_req;
+/* One request type behind both doors: weft_dns_lookup() and the
+ * internal lookups of connect and listen. */
+typedef struct weft_dns_req weft__dns_req;
 /* `res` is the caller's to freeaddrinfo(); `err` a WEFT_E* code. */
 typedef void (*weft__dns_fn)(weft__dns_req *req, struct addrinfo *res,
                              int err, void *ctx);
 
 /*
- * Resolves `host` for `port` (TCP) on the lookup pool. `fn` runs on the
- * loop thread unless the request is cancelled first.
+ * Resolves `host` for `port` (TCP) on the lookup pool, asking for
+ * `family` (AF_UNSPEC, AF_INET or AF_INET6). `fn` runs on the loop
+ * thread unless the request is cancelled first. Unlike weft_dns_lookup(),
+ * it does not keep the loop alive: the caller's handle does.
  */
-int weft__dns_lookup(weft_loop *loop, const char *host, int port,
-                     bool passive, weft__dns_fn fn, void *ctx,
-                     weft__dns_req **out);
-/* `fn` will not be called; the lookup's result is dropped. */
+int weft__dns_lookup_af(weft_loop *loop, const char *host, int port,
+                        int family, bool passive, weft__dns_fn fn, void *ctx,
+                        weft__dns_req **out);
+static inline int weft__dns_lookup(weft_loop *loop, const char *host,
+                                   int port, bool passive, weft__dns_fn fn,
+                                   void *ctx, weft__dns_req **out)
+{
+    return weft__dns_lookup_af(loop, host, port, AF_UNSPEC, passive, fn, ctx,
+                               out);
+}
+/* `fn` will not be called; the lookup's result is dropped. Loop thread. */
 void weft__dns_cancel(weft__dns_req *req);
 void weft__dns_loop_free(weft_loop *loop);
 
