@@ -295,6 +295,7 @@ struct weft_loop {
     atomic_bool stop; /* any thread may set it (weft_loop_stop) */
     uint64_t turns; /* loop iterations, for tests that check for spinning */
     weft__qnode immediates; /* setImmediate handles, in order (timer.c) */
+    weft__qnode polls; /* open fd watchers (poll.c): one per fd */
     char *rbuf;           /* WEFT__READ_BUF + 1 */
     char *dbuf;           /* decoder output, allocated on first use */
     size_t dbuf_size;
