@@ -408,5 +408,8 @@ weft_stream *weft__stream_accepted(weft_server *server, int fd,
 /* After the server's 'connection': emits 'connect' and starts reading. */
 void weft__stream_accept_done(weft_stream *stream);
 void weft__server_stream_closed(weft_server *server);
+/* A connected stream over `fd` (weft_stream_open, stream_open.c);
+ * reading starts in the pending phase. NULL on ENOMEM. */
+weft_stream *weft__stream_adopt(weft_loop *loop, int fd, bool is_unix);
 
 #endif
