@@ -31,11 +31,11 @@ _Static_assert((int)WEFT_POLL_READABLE == (int)WEFT__IO_READ &&
 
 struct weft_poll {
     weft__handle h;
-    weft__io io;       /* fd -1 once closed: stale events are dropped */
-    weft__qnode node;  /* in loop->polls until closed */
+    weft__io io;      /* fd -1 once closed: stale events are dropped */
+    weft__qnode node; /* in loop->polls until closed */
     weft_poll_cb cb;
     void *ctx;
-    int fd;            /* the program's fd, kept while io.fd may be -1 */
+    int fd; /* the program's fd, kept while io.fd may be -1 */
     bool closed;
 };
 
@@ -95,8 +95,8 @@ int weft_poll_start(weft_loop *loop, int fd, unsigned events, weft_poll_cb cb,
      * already has. With interest 0 the registration has no events and is
      * deleted again before the loop can wait.
      */
-    int err = weft__io_set(loop, &p->io, events ? io_want(events)
-                                                : WEFT__IO_ERR);
+    int err =
+        weft__io_set(loop, &p->io, events ? io_want(events) : WEFT__IO_ERR);
     if (err == 0 && events == 0)
         err = weft__io_set(loop, &p->io, 0);
     if (err < 0) {

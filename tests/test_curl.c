@@ -305,8 +305,8 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, fifty_parallel_fetches_arrive_byte_exact);
     tcase_add_test(tc, refused_connection_is_reported_as_curl_error);
-    tcase_add_test(tc,
-                   free_with_transfers_in_flight_aborts_each_and_closes_sockets);
+    tcase_add_test(
+        tc, free_with_transfers_in_flight_aborts_each_and_closes_sockets);
     suite_add_tcase(s, tc);
     int rc = tu_run_suite(s);
     curl_global_cleanup();

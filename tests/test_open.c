@@ -43,7 +43,7 @@ static void log_error(weft_stream *s, int err, const char *msg, void *ctx)
 /* ---- a 16 MiB echo over a socketpair, both ends weft streams ---------- */
 
 #define ECHO_TOTAL (16u << 20)
-#define ECHO_SEED 77
+#define ECHO_SEED  77
 #define ECHO_CHUNK 65536
 
 typedef struct echo {
@@ -354,8 +354,7 @@ START_TEST(fileno_of_connected_stream_and_listening_server)
     ck_assert_int_ge(sfd, 0);
     int acc = 0;
     socklen_t len = sizeof(acc);
-    ck_assert_int_eq(getsockopt(sfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len),
-                     0);
+    ck_assert_int_eq(getsockopt(sfd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len), 0);
     ck_assert_int_eq(acc, 1);
     assert_fd_takes_options(sfd);
 
@@ -364,8 +363,7 @@ START_TEST(fileno_of_connected_stream_and_listening_server)
     weft_stream_destroy(fresh);
 
     weft_stream *s;
-    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &s),
-                     0);
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &s), 0);
     ck_assert_int_eq(weft_stream_fileno(s), WEFT_EBADF); /* connecting */
     weft_stream_on_connect(s, fileno_on_connect, srv);
     tu_run(5000);

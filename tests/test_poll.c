@@ -39,8 +39,7 @@ static void on_poll(weft_poll *p, unsigned events, void *ctx)
     case CLOSE:
         weft_poll_close(p);
         /* Closed: changes are refused, the fd is no longer ours. */
-        ck_assert_int_eq(weft_poll_change(p, WEFT_POLL_READABLE),
-                         WEFT_ESTATE);
+        ck_assert_int_eq(weft_poll_change(p, WEFT_POLL_READABLE), WEFT_ESTATE);
         ck_assert_int_eq(weft_poll_fd(p), WEFT_EBADF);
         break;
     case STOP:
@@ -130,9 +129,9 @@ START_TEST(pipe_hangup_is_reported_when_the_write_end_closes)
     int fds[2];
     make_pipe(fds);
     seen s = {.action = CLOSE};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_HANGUP,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_HANGUP, on_poll, &s, NULL),
+        0);
     close(fds[1]);
     tu_run(2000);
     /* EPOLLHUP on a pipe; READABLE was not asked for, so not reported. */
@@ -165,9 +164,9 @@ START_TEST(error_is_reported_without_being_asked_for)
     int fds[2];
     make_pipe(fds);
     seen s = {.action = CLOSE};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[1], WEFT_POLL_WRITABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[1], WEFT_POLL_WRITABLE, on_poll, &s, NULL),
+        0);
     close(fds[0]); /* no reader: EPOLLERR on the write end */
     tu_run(2000);
     ck_assert_int_eq(s.n, 1);
@@ -181,9 +180,9 @@ START_TEST(socketpair_shutdown_wr_gives_hangup)
     int fds[2];
     make_socketpair(fds);
     seen s = {.action = CLOSE};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_HANGUP,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_HANGUP, on_poll, &s, NULL),
+        0);
     /* A half-close: EPOLLRDHUP only (the socket stays writable). */
     ck_assert_int_eq(shutdown(fds[1], SHUT_WR), 0);
     tu_run(2000);
@@ -209,9 +208,9 @@ START_TEST(socketpair_without_hangup_interest_sees_no_hangup_bit)
     int fds[2];
     make_socketpair(fds);
     seen s = {.action = CLOSE};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, NULL),
+        0);
     ck_assert_int_eq(shutdown(fds[1], SHUT_WR), 0);
     tu_run(2000);
     ck_assert_int_eq(s.n, 1);
@@ -226,9 +225,9 @@ START_TEST(interest_changes_from_read_to_write_inside_the_callback)
     int fds[2];
     make_socketpair(fds);
     seen s = {.action = READ_THEN_WRITE, .fd = fds[0]};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, NULL),
+        0);
     ck_assert_int_eq(write(fds[1], "ping", 4), 4);
     tu_run(2000);
     ck_assert_int_eq(s.n, 2);
@@ -244,9 +243,9 @@ START_TEST(level_triggered_until_the_data_is_read)
     int fds[2];
     make_pipe(fds);
     seen s = {.action = CLOSE_AT_2};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, NULL),
+        0);
     ck_assert_int_eq(write(fds[1], "x", 1), 1);
     tu_run(2000);
     /* Not read the first time: reported again on the next turn. */
@@ -287,9 +286,9 @@ START_TEST(close_inside_the_callback_is_never_called_again)
     int fds[2];
     make_pipe(fds);
     seen s = {.action = CLOSE};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, NULL),
+        0);
     ck_assert_int_eq(write(fds[1], "x", 1), 1); /* never read */
     /* The loop keeps turning a while, the data still there: a watcher
      * still registered would be called on every turn. */
@@ -339,15 +338,15 @@ START_TEST(second_watcher_on_the_same_fd_is_eexist)
     ck_assert_int_eq(
         weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, &p),
         0);
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, &q),
-                     WEFT_EEXIST);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, &q),
+        WEFT_EEXIST);
     ck_assert_ptr_null(q);
     /* Also when the first is stopped (not registered with the kernel). */
     ck_assert_int_eq(weft_poll_change(p, 0), 0);
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, &q),
-                     WEFT_EEXIST);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, &q),
+        WEFT_EEXIST);
     ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], 0, on_poll, &s, &q),
                      WEFT_EEXIST);
     /* Closed, the fd is free to watch again at once. */
@@ -369,9 +368,9 @@ START_TEST(started_with_no_interest_then_second_is_eexist)
     weft_poll *p, *q;
     ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], 0, on_poll, &s, &p), 0);
     ck_assert(!weft_loop_alive(tu_loop)); /* no interest: not active */
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_WRITABLE,
-                                     on_poll, &s, &q),
-                     WEFT_EEXIST);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_WRITABLE, on_poll, &s, &q),
+        WEFT_EEXIST);
     weft_poll_close(p);
     tu_run(2000);
     ck_assert_int_eq(s.n, 0);
@@ -428,9 +427,9 @@ START_TEST(bad_arguments_are_einval)
         WEFT_EINVAL);
     ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], 16, on_poll, &s, &p),
                      WEFT_EINVAL);
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, &p),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, &p),
+        0);
     ck_assert_int_eq(weft_poll_change(p, 0x100), WEFT_EINVAL);
     ck_assert_int_eq(weft_poll_change(NULL, 0), WEFT_EINVAL);
     ck_assert_int_eq(weft_poll_fd(NULL), WEFT_EINVAL);
@@ -499,9 +498,9 @@ START_TEST(watcher_left_open_is_freed_by_loop_close_and_fd_survives)
     int fds[2];
     make_pipe(fds);
     seen s = {.action = KEEP};
-    ck_assert_int_eq(weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE,
-                                     on_poll, &s, NULL),
-                     0);
+    ck_assert_int_eq(
+        weft_poll_start(tu_loop, fds[0], WEFT_POLL_READABLE, on_poll, &s, NULL),
+        0);
     ck_assert_int_eq(weft_loop_close(tu_loop), 0);
     tu_loop = weft_loop_new(); /* for the teardown */
     ck_assert_ptr_nonnull(tu_loop);
@@ -526,8 +525,8 @@ int main(void)
     tcase_add_test(tc, level_triggered_until_the_data_is_read);
     tcase_add_test(tc, stop_inside_the_callback_lets_the_loop_end);
     tcase_add_test(tc, close_inside_the_callback_is_never_called_again);
-    tcase_add_test(tc,
-                   watcher_closed_by_another_in_the_same_batch_gets_no_stale_event);
+    tcase_add_test(
+        tc, watcher_closed_by_another_in_the_same_batch_gets_no_stale_event);
     tcase_add_test(tc, second_watcher_on_the_same_fd_is_eexist);
     tcase_add_test(tc, started_with_no_interest_then_second_is_eexist);
     tcase_add_test(tc, regular_file_is_eperm_even_with_no_interest);
@@ -535,7 +534,8 @@ int main(void)
     tcase_add_test(tc, bad_arguments_are_einval);
     tcase_add_test(tc, unrefd_watcher_does_not_keep_the_loop_alive);
     tcase_add_test(tc, weft_never_closes_the_fd);
-    tcase_add_test(tc, watcher_left_open_is_freed_by_loop_close_and_fd_survives);
+    tcase_add_test(tc,
+                   watcher_left_open_is_freed_by_loop_close_and_fd_survives);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
