@@ -815,26 +815,39 @@ enum weft_poll_events {
 /*
  * `events` are those that are ready among the ones asked for, plus
  * WEFT_POLL_ERROR. Readiness is level-triggered: not acting on it is
- * reported again next turn. The callback may change the interest, stop
- * or close the watcher.
+ * reported again next turn. An error or a full hang-up (a pipe's writer
+ * gone) reports every side asked for, so the next read or write finds
+ * out which; a socket peer's FIN (a half-close) adds READABLE and
+ * HANGUP, not WRITABLE. The callback may change the interest, stop or
+ * close the watcher.
  */
 typedef void (*weft_poll_cb)(weft_poll *poll, unsigned events, void *ctx);
 
 /*
  * Watches `fd` for `events` (WEFT_POLL_READABLE / WRITABLE / HANGUP; 0 for
- * none yet). weft never reads, writes or closes `fd`; stop or close the
- * watcher before closing it. Returns 0 with *out set, or WEFT_EBADF,
- * WEFT_EPERM (a regular file: it is always ready, use the work pool),
- * WEFT_EEXIST (fd already watched on this loop), WEFT_EINVAL, WEFT_ENOMEM.
- * A watcher with interest keeps the loop alive.
+ * none yet; WEFT_POLL_ERROR may be passed and changes nothing). weft never
+ * reads, writes or closes `fd`; close the watcher before closing it. Every
+ * refusal comes from this call, whatever `events`: WEFT_EBADF, WEFT_EPERM
+ * (a regular file or a directory: always ready, use the work pool),
+ * WEFT_EEXIST (fd already watched on this loop: by a watcher, even a
+ * stopped one, or by a stream or server while it waits for I/O),
+ * WEFT_EINVAL (unknown bits, NULL cb), WEFT_ENOMEM; *out (may be NULL)
+ * is then NULL. A watcher with interest keeps the loop alive; one with
+ * none does not.
  */
 WEFT_EXTERN int weft_poll_start(weft_loop *loop, int fd, unsigned events,
                                 weft_poll_cb cb, void *ctx, weft_poll **out);
-/* Changes the interest; 0 stops watching (the watcher stays valid). */
+/* Changes the interest, at any time (inside the callback too); 0 stops
+ * watching (the watcher stays valid, the fd stays claimed). Returns 0,
+ * WEFT_EINVAL, WEFT_ESTATE once closed, or the kernel's error (the fd
+ * was closed under the watcher); on error nothing changed. */
 WEFT_EXTERN int weft_poll_change(weft_poll *poll, unsigned events);
-/* Stops for good; the callback is never called again and the handle is
- * freed after this turn. Legal inside the callback. NULL is ignored. */
+/* Stops for good; the callback is never called again (not even for an
+ * event already fetched this turn), the fd may be watched again at once,
+ * and the handle is freed after this turn. Legal inside the callback.
+ * NULL is ignored. */
 WEFT_EXTERN void weft_poll_close(weft_poll *poll);
+/* The fd, or WEFT_EBADF once closed. */
 WEFT_EXTERN int weft_poll_fd(const weft_poll *poll);
 WEFT_EXTERN void weft_poll_ref(weft_poll *poll);
 WEFT_EXTERN void weft_poll_unref(weft_poll *poll);
@@ -929,7 +942,8 @@ WEFT_EXTERN void weft_clear_immediate(weft_immediate *im);
 /*
  * The socket under a stream or a server, borrowed: set an option weft
  * does not wrap (TCP_USER_TIMEOUT, SO_RCVBUF, IP_TOS), never read, write
- * or close it. WEFT_EBADF when there is none (not connected, closed).
+ * or close it. WEFT_EBADF when there is none (a stream not connected
+ * yet, still connecting, or destroyed; a server not listening or closed).
  */
 WEFT_EXTERN int weft_stream_fileno(const weft_stream *stream);
 WEFT_EXTERN int weft_server_fileno(const weft_server *server);

@@ -303,6 +303,7 @@ struct weft_loop {
     atomic_bool stop; /* any thread may set it (weft_loop_stop) */
     uint64_t turns; /* loop iterations, for tests that check for spinning */
     weft__qnode immediates; /* setImmediate handles, in order (timer.c) */
+    weft__qnode polls; /* open fd watchers (poll.c): one per fd */
     char *rbuf;           /* WEFT__READ_BUF + 1 */
     char *dbuf;           /* decoder output, allocated on first use */
     size_t dbuf_size;
@@ -427,5 +428,8 @@ weft_stream *weft__stream_accepted(weft_server *server, int fd,
 /* After the server's 'connection': emits 'connect' and starts reading. */
 void weft__stream_accept_done(weft_stream *stream);
 void weft__server_stream_closed(weft_server *server);
+/* A connected stream over `fd` (weft_stream_open, stream_open.c);
+ * reading starts in the pending phase. NULL on ENOMEM. */
+weft_stream *weft__stream_adopt(weft_loop *loop, int fd, bool is_unix);
 
 #endif

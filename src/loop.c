@@ -49,6 +49,7 @@ weft_loop *weft_loop_new(void)
     weft__q_init(&loop->pending);
     weft__q_init(&loop->later);
     weft__q_init(&loop->immediates);
+    weft__q_init(&loop->polls);
     weft__q_init(&loop->dns_reqs);
     weft__q_init(&loop->dns_done);
     weft__q_init(&loop->work_done);

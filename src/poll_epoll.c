@@ -6,6 +6,13 @@
  * watcher whose interest drops to none is deleted: epoll reports EPOLLHUP
  * and EPOLLERR whether asked or not, and a level-triggered hang-up on a
  * paused stream would otherwise wake the loop forever.
+ *
+ * Hang-ups and errors: streams ask for READ/WRITE only and learn of both
+ * by their next read or write, so they are reported as every side the
+ * watcher wants. fd watchers (poll.c) also ask for WEFT__IO_HUP (made
+ * EPOLLRDHUP) and WEFT__IO_ERR (nothing to register: EPOLLERR always
+ * comes), and get those bits on top. Both wait behind one branch that
+ * streams take only when a connection fails or hangs up.
  */
 #include "poll.h"
 
@@ -54,6 +61,8 @@ int weft__io_set(weft_loop *loop, weft__io *io, unsigned events)
         ev.events |= EPOLLIN;
     if (events & WEFT__IO_WRITE)
         ev.events |= EPOLLOUT;
+    if (events & WEFT__IO_HUP)
+        ev.events |= EPOLLRDHUP;
     ev.data.ptr = io;
     int op = io->added ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(loop->backend_fd, op, io->fd, &ev) < 0)
@@ -80,6 +89,35 @@ void weft__io_close(weft_loop *loop, weft__io *io)
     io->added = 0;
 }
 
+void weft__io_forget(weft_loop *loop, weft__io *io)
+{
+    if (io->fd < 0)
+        return;
+    /* The fd lives on in the program, so the registration would too:
+     * delete it, or its events would reach a freed watcher. */
+    if (io->added)
+        epoll_ctl(loop->backend_fd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->fd = -1;
+    io->want = 0;
+    io->added = 0;
+}
+
+/*
+ * The bits a hang-up or an error makes ready, before the mask by `want`.
+ * EPOLLERR / EPOLLHUP: every side (the next read or write finds out
+ * which), plus WEFT__IO_ERR for EPOLLERR alone. EPOLLRDHUP alone (only
+ * fd watchers ask for it): the peer's FIN, so reading ends (READ) and
+ * writing may go on.
+ */
+static unsigned hangup_bits(uint32_t e, unsigned want)
+{
+    if (e & EPOLLERR)
+        return want | WEFT__IO_ERR;
+    if (e & EPOLLHUP)
+        return want & ~(unsigned)WEFT__IO_ERR;
+    return WEFT__IO_READ | WEFT__IO_HUP;
+}
+
 int weft__poll(weft_loop *loop, int timeout_ms)
 {
     struct epoll_event events[MAX_EVENTS];
@@ -93,15 +131,15 @@ int weft__poll(weft_loop *loop, int timeout_ms)
             continue;
         uint32_t e = events[i].events;
         unsigned ready = 0;
-        if (e & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))
+        if (e & EPOLLIN)
             ready |= WEFT__IO_READ;
-        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        if (e & EPOLLOUT)
             ready |= WEFT__IO_WRITE;
         /* Report only what was asked for, but never lose an error: a
          * watcher with no read interest still learns of EPOLLERR through
          * its write side, and vice versa. */
-        if (e & (EPOLLERR | EPOLLHUP))
-            ready = io->want;
+        if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+            ready |= hangup_bits(e, io->want);
         ready &= io->want;
         if (ready)
             io->fn(io, ready);

@@ -465,6 +465,13 @@ int weft_server_address(const weft_server *s, weft_address *out)
     return weft__address_from(&a.u.sa, a.len, out);
 }
 
+int weft_server_fileno(const weft_server *s)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    return s->state == LISTENING && s->io.fd >= 0 ? s->io.fd : WEFT_EBADF;
+}
+
 void weft_server_set_allow_half_open(weft_server *s, bool allow)
 {
     if (s)

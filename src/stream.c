@@ -90,6 +90,7 @@ enum stream_bits {
     B_READ = 16,     /* TLS holds plaintext the fd will not announce */
     B_END = 32,      /* resumed with 'end' held back */
     B_DRAIN = 64,    /* uncork() emptied the queue: 'drain' is owed */
+    B_OPEN = 128,    /* weft_stream_open(): start watching the fd */
 };
 
 /*
@@ -1230,6 +1231,29 @@ void weft__stream_accept_done(weft_stream *s)
     update_io(s);
 }
 
+/* An fd the program handed over (stream_open.c), connected: like an
+ * accepted stream with no server and no 'connect' (as Node's
+ * new net.Socket({fd})). Reading waits for the pending phase, so
+ * listeners added after weft_stream_open() see every byte. */
+weft_stream *weft__stream_adopt(weft_loop *loop, int fd, bool is_unix)
+{
+    weft_stream *s = weft_stream_new(loop);
+    if (s == NULL)
+        return NULL;
+    weft__io_init(&s->io, fd, on_io);
+    s->flags = F_CONNECTED | F_READABLE | F_WRITABLE | (is_unix ? F_UNIX : 0);
+    weft__handle_start(&s->h);
+    weft__handle_defer(&s->h, B_OPEN);
+    return s;
+}
+
+int weft_stream_fileno(const weft_stream *s)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    return has(s, F_CONNECTED) && s->io.fd >= 0 ? s->io.fd : WEFT_EBADF;
+}
+
 /* ---- idle timeout ----------------------------------------------------- */
 
 static void idle_fire(weft__timer *t)
@@ -1654,6 +1678,8 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
     weft_stream *s = WEFT__CONTAINER_OF(h, weft_stream, h);
     if ((bits & B_CONNECTED) && has(s, F_CONNECTING))
         connected(s);
+    if ((bits & B_OPEN) && has(s, F_CONNECTED))
+        update_io(s);
     if ((bits & B_FAIL) && has(s, F_CONNECTING)) {
         connect_req *c = s->x->conn;
         fail(s, c->last_err, "connect", c->where);
