@@ -168,6 +168,8 @@ static void deliver(weft__dns_req *req, weft_dns_lookup_cb cb)
 /* Called on the loop thread when the loop is woken. */
 void weft__dns_drain(weft_loop *loop)
 {
+    if (loop->dns_pending == 0)
+        return; /* nothing of ours in flight: leave the lock alone */
     weft__qnode done;
     weft__q_init(&done);
     pthread_mutex_lock(&lock);
@@ -183,6 +185,7 @@ void weft__dns_drain(weft_loop *loop)
         weft__qnode *n = done.next;
         weft__q_remove(n);
         weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
+        loop->dns_pending--;
         if (req->cb != NULL) {
             weft_dns_lookup_cb cb = req->cb;
             req->cb = NULL; /* a cancel inside it must not unref again */
@@ -208,6 +211,7 @@ static weft__dns_req *req_new(weft_loop *loop, const char *host, int port,
     req->loop = loop;
     req->ctx = ctx;
     req->family = family;
+    loop->dns_pending++;
     snprintf(req->port, sizeof(req->port), "%d", port);
     memcpy(req->host, host, hlen + 1);
     return req;
@@ -245,6 +249,7 @@ int weft__dns_lookup_af(weft_loop *loop, const char *host, int port, int family,
     req->passive = passive;
     int err = submit(req);
     if (err < 0) {
+        loop->dns_pending--;
         free(req);
         return err;
     }
@@ -297,6 +302,7 @@ int weft_dns_lookup(weft_loop *loop, const char *host, int family,
     } else {
         int err = submit(req);
         if (err < 0) {
+            loop->dns_pending--;
             free(req);
             return err;
         }
@@ -321,6 +327,8 @@ void weft_dns_cancel(weft_dns_req *req)
     pthread_mutex_lock(&lock);
     if (req->state == QUEUED) {
         weft__q_remove(&req->node);
+        if (req->loop != NULL)
+            req->loop->dns_pending--;
         free(req);
     }
     pthread_mutex_unlock(&lock);

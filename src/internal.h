@@ -314,10 +314,15 @@ struct weft_loop {
      * wake. Lookups, work, calls and signals all come through it.
      */
     weft__io wake_io;
+    /* What producer threads write, on cache lines of its own (the pads),
+     * so that their traffic does not bounce the lines holding the loop
+     * thread's hot fields (now, turns, the heap). */
+    char pad_before_shared[64];
     atomic_int wake_pending;
     /* calls from other threads, guarded by the loop's stripe lock */
     weft__call *calls;
     size_t calls_n, calls_cap;
+    char pad_after_shared[64];
     weft__call *calls_spare; /* swapped in while a batch runs */
     size_t calls_spare_cap;
     weft__qnode registry; /* in its stripe's live-loop list (async.c) */
@@ -330,6 +335,9 @@ struct weft_loop {
     /* name resolution: see dns.c */
     weft__qnode dns_reqs; /* in flight for this loop, guarded by dns lock */
     weft__qnode dns_done; /* finished, guarded by dns lock */
+    /* Requests and jobs of this loop not yet drained, loop thread only:
+     * a wake-up with none skips the pools' locks. */
+    unsigned dns_pending, work_pending;
     /* the work pool: see work.c */
     weft__qnode work_done; /* finished or cancelled, guarded by work lock */
     weft_credentials *default_client_creds; /* setSecure(NULL), lazily */

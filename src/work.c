@@ -148,6 +148,7 @@ int weft_queue_work(weft_loop *loop, weft_work_fn work, weft_work_done_cb done,
     pthread_cond_signal(&cond);
     pthread_mutex_unlock(&lock);
     loop->active_refs++;
+    loop->work_pending++;
     if (out != NULL)
         *out = w;
     return 0;
@@ -191,6 +192,8 @@ int weft_set_work_threads(unsigned n)
 /* Called on the loop thread when the loop is woken. */
 void weft__work_drain(weft_loop *loop)
 {
+    if (loop->work_pending == 0)
+        return; /* no job of ours: leave the pool's lock alone */
     weft__qnode done;
     weft__q_init(&done);
     pthread_mutex_lock(&lock);
@@ -207,6 +210,7 @@ void weft__work_drain(weft_loop *loop)
         weft__q_remove(n);
         weft_work *w = WEFT__CONTAINER_OF(n, weft_work, node);
         loop->active_refs--;
+        loop->work_pending--;
         if (w->done != NULL)
             w->done(loop, w->status, w->ctx);
         free(w);
