@@ -3,7 +3,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: all deps build run test tsan valgrind valgrind-quick fuzz bench format clean install
+.PHONY: all deps build run test tsan valgrind valgrind-quick fuzz fuzz-smoke bench format clean install
 
 all: build
 
@@ -44,6 +44,11 @@ valgrind-quick: deps
 fuzz:
 	@scripts/install-deps --fuzz
 	bash fuzz/run
+
+# Every fuzz target for a few seconds from its committed seeds (CI).
+fuzz-smoke:
+	@scripts/install-deps --fuzz
+	FUZZ_SMOKE_SECONDS=$${FUZZ_SMOKE_SECONDS:-5} bash fuzz/run --smoke
 
 bench:
 	@scripts/install-deps --bench
