@@ -654,7 +654,8 @@ WEFT_EXTERN int weft_credentials_add_sni(weft_credentials *server,
 /*
  * stream.setSecure([credentials]): TLS on this stream. On an accepted
  * stream (server side) `creds` must be server credentials; on a client
- * stream NULL means default client credentials. Legal before the stream
+ * stream NULL means default client credentials. A stream made with
+ * weft_stream_open() plays the side its credentials are for. Legal before the stream
  * connects (the handshake starts on connect) or once it is open, before
  * any data was read. 'secure' is emitted when the handshake completes;
  * 'data' then carries plaintext, and write/end/pause/resume/setTimeout/

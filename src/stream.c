@@ -77,6 +77,8 @@ enum stream_flag {
     F_SECURE = 1u << 19, /* handshake done: 'secure' emitted */
     F_NOTIFY_PENDING = 1u << 20, /* close_notify waits for room */
     F_END_PENDING = 1u << 21, /* paused by the last 'data': 'end' waits */
+    F_ADOPTED = 1u << 22,    /* weft_stream_open(): no connect, no server */
+    F_TLS_SERVER = 1u << 23, /* an adopted stream given server creds */
 };
 
 /* Options that survive a reconnect of the same stream. */
@@ -1241,7 +1243,8 @@ weft_stream *weft__stream_adopt(weft_loop *loop, int fd, bool is_unix)
     if (s == NULL)
         return NULL;
     weft__io_init(&s->io, fd, on_io);
-    s->flags = F_CONNECTED | F_READABLE | F_WRITABLE | (is_unix ? F_UNIX : 0);
+    s->flags = F_CONNECTED | F_READABLE | F_WRITABLE | F_ADOPTED |
+               (is_unix ? F_UNIX : 0);
     weft__handle_start(&s->h);
     weft__handle_defer(&s->h, B_OPEN);
     return s;
@@ -1565,11 +1568,19 @@ static void drive_handshake(weft_stream *s)
         weft__handle_defer(&s->h, B_READ);
 }
 
+/* Which side of the handshake this stream plays: an accepted stream the
+ * server's, an adopted one whichever its credentials say. */
+static bool tls_server_side(const weft_stream *s)
+{
+    return s->server != NULL || has(s, F_TLS_SERVER);
+}
+
 static void start_tls(weft_stream *s)
 {
     s->flags &= ~F_TLS_WANTED;
-    int err = weft__tls_new(s->x->creds, s->io.fd, s->server != NULL,
-                            s->server ? NULL : s->x->servername, &s->tls);
+    bool server_side = tls_server_side(s);
+    int err = weft__tls_new(s->x->creds, s->io.fd, server_side,
+                            server_side ? NULL : s->x->servername, &s->tls);
     if (err < 0) {
         fail(s, err, "setSecure", NULL);
         return;
@@ -1587,7 +1598,11 @@ int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
     if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED) ||
         s->bytes_read > 0)
         return WEFT_ESTATE;
-    bool server_side = s->server != NULL;
+    /* An adopted socket may be either end: its credentials decide. */
+    if (has(s, F_ADOPTED) && creds != NULL &&
+        weft__tls_is_server_creds(creds))
+        s->flags |= F_TLS_SERVER;
+    bool server_side = tls_server_side(s);
     stream_extra *x = extra(s);
     if (x == NULL)
         return WEFT_ENOMEM;
@@ -1622,7 +1637,7 @@ int weft_stream_set_servername(weft_stream *s, const char *servername)
 {
     if (s == NULL || servername == NULL)
         return WEFT_EINVAL;
-    if (s->tls != NULL || s->server != NULL)
+    if (s->tls != NULL || tls_server_side(s))
         return WEFT_ESTATE;
     stream_extra *x = extra(s);
     char *copy = weft__strdup(servername);

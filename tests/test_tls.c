@@ -2560,6 +2560,77 @@ static void remove_certs(void)
     }
 }
 
+/* ---- adopted sockets: the credentials decide the side ------------------- */
+
+typedef struct adopted {
+    weft_stream *srv, *cli;
+    char got[16];
+    size_t got_len;
+    bool cli_verified;
+    int closes;
+} adopted;
+
+static void adopted_srv_data(weft_stream *s, const char *d, size_t n,
+                             void *ctx)
+{
+    (void)ctx;
+    weft_stream_write(s, d, n);
+}
+
+static void adopted_cli_secure(weft_stream *s, void *ctx)
+{
+    adopted *a = ctx;
+    a->cli_verified = weft_stream_verify_peer(s);
+    weft_stream_write(s, "ping", 4);
+}
+
+static void adopted_cli_data(weft_stream *s, const char *d, size_t n,
+                             void *ctx)
+{
+    adopted *a = ctx;
+    ck_assert(a->got_len + n <= sizeof(a->got));
+    memcpy(a->got + a->got_len, d, n);
+    a->got_len += n;
+    if (a->got_len == 4)
+        weft_stream_end(s, NULL, 0);
+}
+
+static void adopted_close(weft_stream *s, bool had_error, void *ctx)
+{
+    (void)s;
+    ck_assert(!had_error);
+    ((adopted *)ctx)->closes++;
+}
+
+START_TEST(adopted_socketpair_ends_take_the_side_their_credentials_say)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    adopted a = {0};
+    ck_assert_int_eq(weft_stream_open(tu_loop, sv[0], &a.srv), 0);
+    ck_assert_int_eq(weft_stream_open(tu_loop, sv[1], &a.cli), 0);
+    weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    ck_assert_int_eq(weft_stream_set_servername(a.cli, "localhost"), 0);
+    ck_assert_int_eq(weft_stream_set_secure(a.srv, sc), 0);
+    ck_assert_int_eq(weft_stream_set_secure(a.cli, cc), 0);
+    /* a server end has no name to send */
+    ck_assert_int_eq(weft_stream_set_servername(a.srv, "x"), WEFT_ESTATE);
+    weft_credentials_unref(sc);
+    weft_credentials_unref(cc);
+    weft_stream_on_data(a.srv, adopted_srv_data, &a);
+    weft_stream_on_close(a.srv, adopted_close, &a);
+    weft_stream_on_secure(a.cli, adopted_cli_secure, &a);
+    weft_stream_on_data(a.cli, adopted_cli_data, &a);
+    weft_stream_on_close(a.cli, adopted_close, &a);
+    tu_run(5000);
+    ck_assert(a.cli_verified);
+    ck_assert_int_eq((int)a.got_len, 4);
+    ck_assert(memcmp(a.got, "ping", 4) == 0);
+    ck_assert_int_eq(a.closes, 2);
+}
+END_TEST
+
 int main(void)
 {
     /* WEFT_TLS_CERTS: a directory gen-certs.sh already filled (kept); by
@@ -2597,6 +2668,8 @@ int main(void)
     tcase_add_test(tc, transport_reads_across_records_and_owes_the_end);
     tcase_add_test(tc,
                    transport_big_write_fills_the_socket_then_resumes_exactly);
+    tcase_add_test(tc,
+                   adopted_socketpair_ends_take_the_side_their_credentials_say);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("session");
