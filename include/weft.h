@@ -400,6 +400,66 @@ WEFT_EXTERN int weft_create_connection_path(weft_loop *loop, const char *path,
                                             weft_stream **out);
 
 /*
+ * socket.connect(options): everything a connection can be told before it
+ * starts, in one struct. Zero-initialise it and set what you need; every
+ * zero is the default.
+ */
+typedef struct weft_connect_options {
+    int port;         /* 1..65535, with `host` */
+    const char *host; /* an IP literal or a name; NULL: "localhost" */
+    /* A Unix socket instead of port/host. A leading NUL ("\0name", as
+     * Node's '\0name') names an abstract socket: the name is what
+     * follows, up to its NUL. */
+    const char *path;
+    int family; /* 0 (any), 4 or 6: which addresses of a name to use */
+    /* Bind before connecting (Node's localAddress / localPort). An IP
+     * literal; a name's lookup is then limited to its family. */
+    const char *local_address;
+    int local_port; /* 0: any */
+    /* Connect timeout: no connection after this long gives 'error'
+     * WEFT_ETIMEDOUT naming the addresses tried, then 'close'(true).
+     * Not the idle 'timeout' (weft_stream_set_timeout). 0: none (the
+     * kernel's SYN retries decide, about two minutes). */
+    uint64_t connect_timeout_ms;
+    bool no_delay;   /* setNoDelay(true) */
+    bool keep_alive; /* setKeepAlive(true, keep_alive_initial_delay_ms) */
+    uint64_t keep_alive_initial_delay_ms;
+    /* Happy Eyeballs (RFC 8305, Node's autoSelectFamily), for a name
+     * with more than one address: addresses are interleaved by family,
+     * starting with the resolver's first; a new attempt starts every
+     * `attempt_delay_ms` (Node's autoSelectFamilyAttemptTimeout; 0: the
+     * loop's default, 250 ms; else at least 10) or as soon as the one
+     * before fails; earlier attempts keep running; the first to connect
+     * wins and the others are closed unseen. When all fail, one 'error'
+     * whose message names every attempt ("connect ECONNREFUSED ::1:80,
+     * connect ECONNREFUSED 127.0.0.1:80"). */
+    uint64_t attempt_delay_ms;
+    /* Node's autoSelectFamily: false. One address after another, each
+     * started only once the one before has failed. */
+    bool no_auto_select_family;
+} weft_connect_options;
+
+/*
+ * stream.connect(options). Legal where weft_stream_connect() is. Returns
+ * WEFT_EINVAL (NULL, port outside 1..65535 without a path, family not 0,
+ * 4 or 6, local_address not an IP literal, local_port outside 0..65535,
+ * attempt_delay_ms in 1..9), WEFT_ENAMETOOLONG (path), WEFT_ESTATE,
+ * WEFT_ENOMEM. Everything else arrives as 'error'.
+ */
+WEFT_EXTERN int weft_stream_connect_options(weft_stream *stream,
+                                            const weft_connect_options *opts);
+/* net.createConnection(options). */
+WEFT_EXTERN int weft_create_connection_options(weft_loop *loop,
+                                               const weft_connect_options *opts,
+                                               weft_stream **out);
+
+/*
+ * net.setDefaultAutoSelectFamilyAttemptTimeout(ms), per loop: the attempt
+ * delay of connections whose options leave it 0. WEFT_EINVAL under 10.
+ */
+WEFT_EXTERN int weft_loop_set_attempt_delay(weft_loop *loop, uint64_t ms);
+
+/*
  * stream.write(data). Returns 1 (true) if all of it was handed to the
  * kernel, 0 (false) if some or all was copied into the stream's queue
  * ('drain' follows once the queue is empty). While connecting, data is
@@ -469,6 +529,15 @@ WEFT_EXTERN int weft_stream_end_string(weft_stream *stream, const char *str,
 WEFT_EXTERN void weft_stream_destroy(weft_stream *stream);
 
 /*
+ * socket.resetAndDestroy(): destroy() that closes a TCP connection with a
+ * reset (SO_LINGER 0) instead of a FIN: queued data is dropped and the
+ * peer's next read or write fails with ECONNRESET. On a stream still
+ * connecting it is destroy(). WEFT_ENOTSUP on a Unix stream (nothing is
+ * done, as Node throws), WEFT_EINVAL for NULL.
+ */
+WEFT_EXTERN int weft_stream_reset_and_destroy(weft_stream *stream);
+
+/*
  * stream.pause() / resume(): pause stops reading from the kernel, so the
  * peer's writes back up in the socket buffers; no 'data' or 'end' is
  * emitted while paused.
@@ -525,6 +594,12 @@ WEFT_EXTERN int weft_stream_remote_port(weft_stream *stream);
 /* stream.address(): the local end, as server.address() gives it. */
 WEFT_EXTERN int weft_stream_address(const weft_stream *stream,
                                     weft_address *out);
+/* stream.remoteFamily: 4 or 6; 0 if not connected over TCP. */
+WEFT_EXTERN int weft_stream_remote_family(weft_stream *stream);
+/* stream.localAddress / localPort: NULL / -1 if not connected over TCP.
+ * The string is owned by the stream and valid until it is freed. */
+WEFT_EXTERN const char *weft_stream_local_address(weft_stream *stream);
+WEFT_EXTERN int weft_stream_local_port(weft_stream *stream);
 
 /* bytesRead / bytesWritten (bytes handed to the kernel). */
 WEFT_EXTERN uint64_t weft_stream_bytes_read(const weft_stream *stream);
