@@ -251,6 +251,10 @@ WEFT_EXTERN int weft_server_listen(weft_server *server, int port,
  * server.listen(path, [callback]): a Unix socket server at `path`.
  * WEFT_ENAMETOOLONG if `path` does not fit a sockaddr_un, WEFT_EADDRINUSE
  * if it exists. The socket file is unlinked when the server closes.
+ * A leading '@' ("@name", Node's '\0name', which a C string cannot
+ * carry; '@' as Go, systemd and ss(8) write it) names a socket in Linux's
+ * abstract namespace: no file, gone with its last fd; address() gives
+ * "@name" back.
  */
 WEFT_EXTERN int weft_server_listen_path(weft_server *server, const char *path,
                                         weft_server_listening_cb cb, void *ctx);
@@ -262,6 +266,29 @@ WEFT_EXTERN int weft_server_listen_path(weft_server *server, const char *path,
  */
 WEFT_EXTERN int weft_server_listen_fd(weft_server *server, int fd,
                                       weft_server_listening_cb cb, void *ctx);
+
+/*
+ * Socket activation (systemd, systemd-socket-activate): the listening
+ * sockets passed as fds 3, 4, ... with LISTEN_PID (must be this
+ * process), LISTEN_FDS and LISTEN_FDNAMES ("http:admin"), read as
+ * sd_listen_fds(3) reads them. The first call of any of these three
+ * reads the variables and clears them, so children do not inherit them;
+ * the fds become close-on-exec. weft_listen_fds() gives how many were
+ * passed (0: none), weft_listen_fd_name() the name of one (NULL if
+ * none; valid for the process's life).
+ *
+ * weft_server_listen_activated() listens on the first passed fd named
+ * `name`, or, with `name` NULL, on the one at `index` (0 is fd 3), as
+ * weft_server_listen_fd() would; each fd goes to one server. Returns
+ * WEFT_ENOENT when there is no such fd (or it was taken), else as
+ * weft_server_listen_fd().
+ */
+WEFT_EXTERN int weft_listen_fds(void);
+WEFT_EXTERN const char *weft_listen_fd_name(int index);
+WEFT_EXTERN int weft_server_listen_activated(weft_server *server,
+                                             const char *name, int index,
+                                             weft_server_listening_cb cb,
+                                             void *ctx);
 
 /*
  * server.close(): stops accepting now; 'close' is emitted once every
@@ -407,9 +434,8 @@ WEFT_EXTERN int weft_create_connection_path(weft_loop *loop, const char *path,
 typedef struct weft_connect_options {
     int port;         /* 1..65535, with `host` */
     const char *host; /* an IP literal or a name; NULL: "localhost" */
-    /* A Unix socket instead of port/host. A leading NUL ("\0name", as
-     * Node's '\0name') names an abstract socket: the name is what
-     * follows, up to its NUL. */
+    /* A Unix socket instead of port/host. "@name" names an abstract
+     * socket (Node's '\0name'), as weft_server_listen_path(). */
     const char *path;
     int family; /* 0 (any), 4 or 6: which addresses of a name to use */
     /* Bind before connecting (Node's localAddress / localPort). An IP
