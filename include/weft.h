@@ -756,8 +756,14 @@ WEFT_EXTERN int weft_credentials_add_sni(weft_credentials *server,
  * stream.setSecure([credentials]): TLS on this stream. On an accepted
  * stream (server side) `creds` must be server credentials; on a client
  * stream NULL means default client credentials. Legal before the stream
- * connects (the handshake starts on connect) or once it is open, before
- * any data was read. 'secure' is emitted when the handshake completes;
+ * connects (the handshake starts on connect) or at any point while it is
+ * open: STARTTLS (SMTP, IMAP, XMPP, LDAP, PostgreSQL). Bytes the program
+ * already received stay plaintext; every byte read after the call goes
+ * to TLS, including bytes inside the 'data' being delivered when it is
+ * called from a 'data' listener. A server must refuse plaintext that
+ * arrived after its STARTTLS command (CVE-2011-0411, docs/tls.md).
+ * WEFT_EBUSY while plaintext writes still wait in the queue (call it
+ * again from 'drain'). 'secure' is emitted when the handshake completes;
  * 'data' then carries plaintext, and write/end/pause/resume/setTimeout/
  * 'drain' work as on a plain stream (end() sends close_notify). A
  * handshake or certificate failure gives 'error' (WEFT_ETLS, WEFT_ECERT)

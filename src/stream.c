@@ -455,7 +455,10 @@ static void do_read(weft_stream *s)
     weft_loop *loop = s->h.loop;
     int budget = s->tls ? TLS_READ_BUDGET : READ_BUDGET;
     for (int i = 0; i < budget; i++) {
-        if (!has(s, F_READABLE) || has(s, F_PAUSED | F_DESTROYED))
+        /* HANDSHAKING: a 'data' listener called setSecure (STARTTLS);
+         * what the socket holds now is the handshake's. */
+        if (!has(s, F_READABLE) ||
+            has(s, F_PAUSED | F_DESTROYED | F_HANDSHAKING))
             return;
         ssize_t n = transport_read(s, loop->rbuf, WEFT__READ_BUF);
         if (n > 0) {
@@ -1574,9 +1577,14 @@ int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
 {
     if (s == NULL)
         return WEFT_EINVAL;
-    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED) ||
-        s->bytes_read > 0)
+    /* STARTTLS: legal at any point of an open plain stream. Bytes the
+     * program already received stay plaintext; everything read after
+     * this call goes to TLS. Plaintext still queued would be sent after
+     * the handshake began, inside it: refused, retry from 'drain'. */
+    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED))
         return WEFT_ESTATE;
+    if (s->wq_head != NULL && has(s, F_CONNECTED))
+        return WEFT_EBUSY;
     bool server_side = s->server != NULL;
     stream_extra *x = extra(s);
     if (x == NULL)
