@@ -251,6 +251,10 @@ WEFT_EXTERN int weft_server_listen(weft_server *server, int port,
  * server.listen(path, [callback]): a Unix socket server at `path`.
  * WEFT_ENAMETOOLONG if `path` does not fit a sockaddr_un, WEFT_EADDRINUSE
  * if it exists. The socket file is unlinked when the server closes.
+ * A leading '@' ("@name", Node's '\0name', which a C string cannot
+ * carry; '@' as Go, systemd and ss(8) write it) names a socket in Linux's
+ * abstract namespace: no file, gone with its last fd; address() gives
+ * "@name" back.
  */
 WEFT_EXTERN int weft_server_listen_path(weft_server *server, const char *path,
                                         weft_server_listening_cb cb, void *ctx);
@@ -262,6 +266,29 @@ WEFT_EXTERN int weft_server_listen_path(weft_server *server, const char *path,
  */
 WEFT_EXTERN int weft_server_listen_fd(weft_server *server, int fd,
                                       weft_server_listening_cb cb, void *ctx);
+
+/*
+ * Socket activation (systemd, systemd-socket-activate): the listening
+ * sockets passed as fds 3, 4, ... with LISTEN_PID (must be this
+ * process), LISTEN_FDS and LISTEN_FDNAMES ("http:admin"), read as
+ * sd_listen_fds(3) reads them. The first call of any of these three
+ * reads the variables and clears them, so children do not inherit them;
+ * the fds become close-on-exec. weft_listen_fds() gives how many were
+ * passed (0: none), weft_listen_fd_name() the name of one (NULL if
+ * none; valid for the process's life).
+ *
+ * weft_server_listen_activated() listens on the first passed fd named
+ * `name`, or, with `name` NULL, on the one at `index` (0 is fd 3), as
+ * weft_server_listen_fd() would; each fd goes to one server. Returns
+ * WEFT_ENOENT when there is no such fd (or it was taken), else as
+ * weft_server_listen_fd().
+ */
+WEFT_EXTERN int weft_listen_fds(void);
+WEFT_EXTERN const char *weft_listen_fd_name(int index);
+WEFT_EXTERN int weft_server_listen_activated(weft_server *server,
+                                             const char *name, int index,
+                                             weft_server_listening_cb cb,
+                                             void *ctx);
 
 /*
  * server.close(): stops accepting now; 'close' is emitted once every
@@ -400,6 +427,65 @@ WEFT_EXTERN int weft_create_connection_path(weft_loop *loop, const char *path,
                                             weft_stream **out);
 
 /*
+ * socket.connect(options): everything a connection can be told before it
+ * starts, in one struct. Zero-initialise it and set what you need; every
+ * zero is the default.
+ */
+typedef struct weft_connect_options {
+    int port;         /* 1..65535, with `host` */
+    const char *host; /* an IP literal or a name; NULL: "localhost" */
+    /* A Unix socket instead of port/host. "@name" names an abstract
+     * socket (Node's '\0name'), as weft_server_listen_path(). */
+    const char *path;
+    int family; /* 0 (any), 4 or 6: which addresses of a name to use */
+    /* Bind before connecting (Node's localAddress / localPort). An IP
+     * literal; a name's lookup is then limited to its family. */
+    const char *local_address;
+    int local_port; /* 0: any */
+    /* Connect timeout: no connection after this long gives 'error'
+     * WEFT_ETIMEDOUT naming the addresses tried, then 'close'(true).
+     * Not the idle 'timeout' (weft_stream_set_timeout). 0: none (the
+     * kernel's SYN retries decide, about two minutes). */
+    uint64_t connect_timeout_ms;
+    bool no_delay;   /* setNoDelay(true) */
+    bool keep_alive; /* setKeepAlive(true, keep_alive_initial_delay_ms) */
+    uint64_t keep_alive_initial_delay_ms;
+    /* Happy Eyeballs (RFC 8305, Node's autoSelectFamily), for a name
+     * with more than one address: addresses are interleaved by family,
+     * starting with the resolver's first; a new attempt starts every
+     * `attempt_delay_ms` (Node's autoSelectFamilyAttemptTimeout; 0: the
+     * loop's default, 250 ms; else at least 10) or as soon as the one
+     * before fails; earlier attempts keep running; the first to connect
+     * wins and the others are closed unseen. When all fail, one 'error'
+     * whose message names every attempt ("connect ECONNREFUSED ::1:80,
+     * connect ECONNREFUSED 127.0.0.1:80"). */
+    uint64_t attempt_delay_ms;
+    /* Node's autoSelectFamily: false. One address after another, each
+     * started only once the one before has failed. */
+    bool no_auto_select_family;
+} weft_connect_options;
+
+/*
+ * stream.connect(options). Legal where weft_stream_connect() is. Returns
+ * WEFT_EINVAL (NULL, port outside 1..65535 without a path, family not 0,
+ * 4 or 6, local_address not an IP literal, local_port outside 0..65535,
+ * attempt_delay_ms in 1..9), WEFT_ENAMETOOLONG (path), WEFT_ESTATE,
+ * WEFT_ENOMEM. Everything else arrives as 'error'.
+ */
+WEFT_EXTERN int weft_stream_connect_options(weft_stream *stream,
+                                            const weft_connect_options *opts);
+/* net.createConnection(options). */
+WEFT_EXTERN int weft_create_connection_options(weft_loop *loop,
+                                               const weft_connect_options *opts,
+                                               weft_stream **out);
+
+/*
+ * net.setDefaultAutoSelectFamilyAttemptTimeout(ms), per loop: the attempt
+ * delay of connections whose options leave it 0. WEFT_EINVAL under 10.
+ */
+WEFT_EXTERN int weft_loop_set_attempt_delay(weft_loop *loop, uint64_t ms);
+
+/*
  * stream.write(data). Returns 1 (true) if all of it was handed to the
  * kernel, 0 (false) if some or all was copied into the stream's queue
  * ('drain' follows once the queue is empty). While connecting, data is
@@ -469,6 +555,15 @@ WEFT_EXTERN int weft_stream_end_string(weft_stream *stream, const char *str,
 WEFT_EXTERN void weft_stream_destroy(weft_stream *stream);
 
 /*
+ * socket.resetAndDestroy(): destroy() that closes a TCP connection with a
+ * reset (SO_LINGER 0) instead of a FIN: queued data is dropped and the
+ * peer's next read or write fails with ECONNRESET. On a stream still
+ * connecting it is destroy(). WEFT_ENOTSUP on a Unix stream (nothing is
+ * done, as Node throws), WEFT_EINVAL for NULL.
+ */
+WEFT_EXTERN int weft_stream_reset_and_destroy(weft_stream *stream);
+
+/*
  * stream.pause() / resume(): pause stops reading from the kernel, so the
  * peer's writes back up in the socket buffers; no 'data' or 'end' is
  * emitted while paused.
@@ -525,6 +620,12 @@ WEFT_EXTERN int weft_stream_remote_port(weft_stream *stream);
 /* stream.address(): the local end, as server.address() gives it. */
 WEFT_EXTERN int weft_stream_address(const weft_stream *stream,
                                     weft_address *out);
+/* stream.remoteFamily: 4 or 6; 0 if not connected over TCP. */
+WEFT_EXTERN int weft_stream_remote_family(weft_stream *stream);
+/* stream.localAddress / localPort: NULL / -1 if not connected over TCP.
+ * The string is owned by the stream and valid until it is freed. */
+WEFT_EXTERN const char *weft_stream_local_address(weft_stream *stream);
+WEFT_EXTERN int weft_stream_local_port(weft_stream *stream);
 
 /* bytesRead / bytesWritten (bytes handed to the kernel). */
 WEFT_EXTERN uint64_t weft_stream_bytes_read(const weft_stream *stream);
@@ -655,9 +756,16 @@ WEFT_EXTERN int weft_credentials_add_sni(weft_credentials *server,
  * stream.setSecure([credentials]): TLS on this stream. On an accepted
  * stream (server side) `creds` must be server credentials; on a client
  * stream NULL means default client credentials. A stream made with
- * weft_stream_open() plays the side its credentials are for. Legal before the stream
- * connects (the handshake starts on connect) or once it is open, before
- * any data was read. 'secure' is emitted when the handshake completes;
+ * weft_stream_open() plays the side its credentials are for. Legal before
+ * the stream connects (the handshake starts on connect) or at any point
+ * while it is open: STARTTLS (SMTP, IMAP, XMPP, LDAP, PostgreSQL). Bytes
+ * the program already received stay plaintext; every byte read after the
+ * call goes to TLS, including bytes inside the 'data' being delivered
+ * when it is called from a 'data' listener. A server must refuse
+ * plaintext that arrived after its STARTTLS command (CVE-2011-0411,
+ * docs/tls.md). WEFT_EBUSY while plaintext writes still wait in the
+ * queue (call it again from 'drain'). 'secure' is emitted when the
+ * handshake completes;
  * 'data' then carries plaintext, and write/end/pause/resume/setTimeout/
  * 'drain' work as on a plain stream (end() sends close_notify). A
  * handshake or certificate failure gives 'error' (WEFT_ETLS, WEFT_ECERT)

@@ -206,6 +206,24 @@ int weft__io_set(weft_loop *loop, weft__io *io, unsigned events);
 void weft__io_close(weft_loop *loop, weft__io *io);
 /* Forgets the watcher and leaves its fd open (an fd the program owns). */
 void weft__io_forget(weft_loop *loop, weft__io *io);
+/*
+ * Moves the registration of `from` to `to` (the winner of a connect race
+ * becomes the stream's watcher) without a syscall: `to` gets an interest
+ * no caller ever asks for, so its next weft__io_set() re-registers it
+ * with its own pointer (one EPOLL_CTL_MOD, which the change of interest
+ * would have cost anyway). `from` is left closed, so an event already
+ * fetched for it this turn is dropped.
+ */
+static inline void weft__io_take(weft__io *to, weft__io *from, weft__io_fn fn)
+{
+    to->fd = from->fd;
+    to->added = from->added;
+    to->want = UINT8_MAX;
+    to->fn = fn;
+    from->fd = -1;
+    from->added = 0;
+    from->want = 0;
+}
 
 /* ---- handles --------------------------------------------------------- */
 
@@ -341,6 +359,7 @@ struct weft_loop {
     /* the work pool: see work.c */
     weft__qnode work_done; /* finished or cancelled, guarded by work lock */
     weft_credentials *default_client_creds; /* setSecure(NULL), lazily */
+    uint32_t attempt_delay_ms; /* Happy Eyeballs default, 0: 250 (connect.c) */
 };
 
 void weft__loop_update_time(weft_loop *loop);
@@ -429,6 +448,41 @@ int weft__unix_addr(const char *path, weft__sockaddr *out);
 void weft__addr_text(const struct sockaddr *sa, char *buf, size_t size);
 int weft__address_from(const struct sockaddr *sa, socklen_t len,
                        weft_address *out);
+
+/* ---- connecting (connect.c; stream.c is its only caller) -------------- */
+
+typedef struct weft__conn weft__conn;
+
+/*
+ * Checks `o` and prepares a connection for `s`: an IP literal or a path
+ * is parsed, a name's lookup is sent. Errors known at once are returned
+ * and nothing is left behind. Nothing touches the network until
+ * weft__conn_go().
+ */
+int weft__conn_new(weft_stream *s, const weft_connect_options *o,
+                   weft__conn **out);
+/* Starts the first attempt (an address known at once). Never reports
+ * inside the call: an outcome known at once waits for
+ * weft__conn_pending(), asked for through weft__stream_conn_defer(). */
+void weft__conn_go(weft__conn *c);
+/* The stream's pending phase, when asked for. */
+void weft__conn_pending(weft__conn *c);
+/*
+ * Stops everything: the lookup, the timers, every attempt's fd. Returns
+ * true if the memory may be freed now; false when other attempts were
+ * registered with the poller, whose events may still sit in the batch
+ * being dispatched: free it from the pending phase then.
+ */
+bool weft__conn_stop(weft__conn *c);
+void weft__conn_free(weft__conn *c);
+
+/* What connect.c calls back in stream.c. */
+void weft__stream_conn_defer(weft_stream *s);
+/* `io` (the winner's watcher) becomes the stream's; `host` as given. */
+void weft__stream_conn_won(weft_stream *s, weft__io *io, const char *host);
+/* Every attempt failed (or the connect timeout fired); `message` is the
+ * whole 'error' text. */
+void weft__stream_conn_failed(weft_stream *s, int err, const char *message);
 
 /* Streams accepted by a server (server.c calls stream.c). */
 weft_stream *weft__stream_accepted(weft_server *server, int fd,

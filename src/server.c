@@ -326,7 +326,7 @@ int weft_server_listen_path(weft_server *s, const char *path,
     }
     free(s->path);
     s->path = copy;
-    s->unlink_path = true;
+    s->unlink_path = path[0] != '@'; /* an abstract name has no file */
     return 0;
 }
 

@@ -56,6 +56,17 @@ int weft__unix_addr(const char *path, weft__sockaddr *out)
     memset(out, 0, sizeof(*out));
     struct sockaddr_un *sun = (struct sockaddr_un *)&out->u.ss;
     size_t n = strlen(path);
+    if (path[0] == '@' && n > 1) {
+        /* "@name": Linux's abstract namespace (Node's '\0name', which a
+         * C string cannot carry; "@" as Go, systemd and ss(8) write it).
+         * The name is exactly its bytes: no NUL in the length. */
+        if (n > sizeof(sun->sun_path))
+            return WEFT_ENAMETOOLONG;
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path + 1, path + 1, n - 1);
+        out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        return 0;
+    }
     if (n == 0)
         return WEFT_EINVAL;
     /* One byte stays for the NUL: Linux accepts an unterminated path that
@@ -97,6 +108,8 @@ int weft__address_from(const struct sockaddr *sa, socklen_t len,
             n = sizeof(out->address) - 1;
         memcpy(out->address, sun->sun_path, n);
         out->address[n] = '\0';
+        if (n > 1 && out->address[0] == '\0')
+            out->address[0] = '@'; /* abstract: as it was given */
         return 0;
     }
     }

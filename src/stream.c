@@ -1,6 +1,7 @@
 /*
- * stream.c - net.Stream: connect, the read path, the write queue,
- * end/destroy, pause/resume, idle timeouts, readyState.
+ * stream.c - net.Stream: the read path, the write queue, end/destroy,
+ * pause/resume, idle timeouts, readyState. Connecting (lookup, attempts,
+ * Happy Eyeballs) is connect.c's; it hands over the winner's fd.
  *
  * Knows nothing of epoll (it watches its fd through weft__io) and reads
  * into the loop's shared buffer, lending it to 'data' listeners.
@@ -85,8 +86,8 @@ enum stream_flag {
 #define F_STICKY (F_HALF_OPEN | F_NODELAY | F_KEEPALIVE | F_TLS_WANTED)
 
 enum stream_bits {
-    B_CONNECTED = 1, /* connect() succeeded at once */
-    B_FAIL = 2,      /* connect() failed at once */
+    B_CONN = 1,      /* connect.c asked for the pending phase */
+    B_CONN_FREE = 2, /* the finished connect's memory can go now */
     B_CLOSE = 4,     /* emit [error,] close */
     B_HANDSHAKE = 8, /* start or continue the TLS handshake */
     B_READ = 16,     /* TLS holds plaintext the fd will not announce */
@@ -120,16 +121,6 @@ typedef struct chunk {
     char data[];
 } chunk;
 
-/* Connecting: the name, the lookup, the addresses still to try. */
-typedef struct connect_req {
-    weft__dns_req *dns;
-    struct addrinfo *res, *next;
-    int port;
-    int last_err;
-    char where[128]; /* address text of the last attempt, for messages */
-    char host[];
-} connect_req;
-
 /*
  * What most streams never need lives here, allocated on first use, so an
  * idle connection costs only struct weft_stream (decision 4).
@@ -139,10 +130,13 @@ typedef struct stream_extra {
     weft__timer idle;
     uint64_t timeout_ms;
     uint64_t last_active;
-    connect_req *conn;
+    weft__conn *conn; /* connect.c's, from connect() to the pending phase */
     char *errmsg;
     char *remote;
     int remote_port;
+    int remote_family;
+    char *local;
+    int local_port;
     unsigned keepalive_s;
     weft_credentials *creds; /* TLS: held from setSecure() to teardown */
     char *servername;        /* TLS client: SNI and hostname check */
@@ -249,17 +243,19 @@ static void free_queue(weft_stream *s)
     s->wq_bytes = 0;
 }
 
+/* Stops connecting; the memory goes now, or from the pending phase when
+ * events of other attempts may still wait in this turn's poll batch. */
 static void free_connect(weft_stream *s)
 {
     stream_extra *x = s->x;
     if (x == NULL || x->conn == NULL)
         return;
-    if (x->conn->dns != NULL)
-        weft__dns_cancel(x->conn->dns);
-    if (x->conn->res != NULL)
-        freeaddrinfo(x->conn->res);
-    free(x->conn);
-    x->conn = NULL;
+    if (weft__conn_stop(x->conn)) {
+        weft__conn_free(x->conn);
+        x->conn = NULL;
+    } else {
+        weft__handle_defer(&s->h, B_CONN_FREE);
+    }
 }
 
 /* Closes the fd and drops every resource; 'close' is the caller's job. */
@@ -322,6 +318,22 @@ void weft_stream_destroy(weft_stream *s)
         return;
     teardown(s);
     weft__handle_defer(&s->h, B_CLOSE);
+}
+
+int weft_stream_reset_and_destroy(weft_stream *s)
+{
+    if (s == NULL)
+        return WEFT_EINVAL;
+    if (has(s, F_UNIX))
+        return WEFT_ENOTSUP;
+    if (has(s, F_CONNECTED) && s->io.fd >= 0) {
+        /* A linger of 0 makes close() send RST and drop what the kernel
+         * still holds, instead of a FIN after it. */
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(s->io.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
+    weft_stream_destroy(s);
+    return 0;
 }
 
 /* Both directions are finished: a clean close. */
@@ -445,7 +457,10 @@ static void do_read(weft_stream *s)
     weft_loop *loop = s->h.loop;
     int budget = s->tls ? TLS_READ_BUDGET : READ_BUDGET;
     for (int i = 0; i < budget; i++) {
-        if (!has(s, F_READABLE) || has(s, F_PAUSED | F_DESTROYED))
+        /* HANDSHAKING: a 'data' listener called setSecure (STARTTLS);
+         * what the socket holds now is the handshake's. */
+        if (!has(s, F_READABLE) ||
+            has(s, F_PAUSED | F_DESTROYED | F_HANDSHAKING))
             return;
         ssize_t n = transport_read(s, loop->rbuf, WEFT__READ_BUF);
         if (n > 0) {
@@ -930,16 +945,15 @@ static void apply_options(weft_stream *s)
 
 static void start_tls(weft_stream *s);
 
-static void connected(weft_stream *s)
+static void connected(weft_stream *s, const char *host)
 {
     s->flags &= ~F_CONNECTING;
     s->flags |= F_CONNECTED;
     stream_extra *x = s->x;
     /* A TLS client names the host it dialled (SNI, hostname check);
      * setSecure() may come later, so keep the name now. */
-    if (!has(s, F_UNIX) && x->servername == NULL && x->conn != NULL &&
-        x->conn->host[0] != '\0')
-        x->servername = weft__strdup(x->conn->host);
+    if (!has(s, F_UNIX) && x->servername == NULL && host[0] != '\0')
+        x->servername = weft__strdup(host);
     free_connect(s);
     apply_options(s);
     /* setTimeout() is sticky like the socket options: a stream reused
@@ -964,97 +978,35 @@ static void connected(weft_stream *s)
         send_fin(s);
 }
 
-/*
- * Starts one attempt. Returns 0 if it is under way (or done: B_CONNECTED
- * is deferred), or the error of an attempt that failed at once.
- */
-static int attempt(weft_stream *s, const struct sockaddr *sa, socklen_t len)
+void weft__stream_conn_won(weft_stream *s, weft__io *io, const char *host)
 {
-    connect_req *c = s->x->conn;
-    weft__addr_text(sa, c->where, sizeof(c->where));
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-    if (fd < 0)
-        return weft__err(errno);
-    if (sa->sa_family == AF_UNIX)
-        s->flags |= F_UNIX;
-    else
-        s->flags &= ~F_UNIX;
-    weft__io_init(&s->io, fd, on_io);
-    int r;
-    do
-        r = connect(fd, sa, len);
-    while (r < 0 && errno == EINTR);
-    if (r == 0) {
-        weft__handle_defer(&s->h, B_CONNECTED);
-        return 0;
-    }
-    int err = weft__err(errno);
-    if (errno == EINPROGRESS) {
-        err = weft__io_set(s->h.loop, &s->io, WEFT__IO_WRITE);
-        if (err == 0)
-            return 0;
-    } else if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
-        /* A Unix listener's backlog is full: Linux says EAGAIN where TCP
-         * would retry SYNs; report it as a refusal, as Node does. */
-        err = WEFT_ECONNREFUSED;
-    }
-    weft__io_close(s->h.loop, &s->io);
-    return err;
+    weft__io_take(&s->io, io, on_io);
+    connected(s, host);
 }
 
-/* Tries the remaining addresses in order; fails with the last error. */
-static void attempt_next(weft_stream *s)
+void weft__stream_conn_failed(weft_stream *s, int err, const char *message)
 {
-    connect_req *c = s->x->conn;
-    while (c->next != NULL) {
-        struct addrinfo *ai = c->next;
-        c->next = ai->ai_next;
-        int err = attempt(s, ai->ai_addr, ai->ai_addrlen);
-        if (err == 0)
-            return;
-        c->last_err = err;
-    }
-    fail(s, c->last_err ? c->last_err : WEFT_ENOTFOUND, "connect", c->where);
-}
-
-static void connect_done(weft_stream *s)
-{
-    int soerr = 0;
-    socklen_t len = sizeof(soerr);
-    if (getsockopt(s->io.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-        soerr = errno;
-    if (soerr == 0) {
-        connected(s);
+    if (has(s, F_DESTROYED))
         return;
+    fail(s, err, "connect", NULL);
+    stream_extra *x = s->x;
+    if (x != NULL && message != NULL) {
+        char *m = weft__strdup(message);
+        if (m != NULL) {
+            free(x->errmsg);
+            x->errmsg = m;
+        }
     }
-    weft__io_close(s->h.loop, &s->io);
-    s->x->conn->last_err = weft__err(soerr);
-    attempt_next(s);
 }
 
-static void resolved(weft__dns_req *req, struct addrinfo *res, int err,
-                     void *ctx)
+void weft__stream_conn_defer(weft_stream *s)
 {
-    weft_stream *s = ctx;
-    connect_req *c = s->x->conn;
-    WEFT__UNUSED(req);
-    c->dns = NULL;
-    if (err < 0) {
-        fail(s, err, "getaddrinfo", c->host);
-        return;
-    }
-    c->res = c->next = res;
-    attempt_next(s);
+    weft__handle_defer(&s->h, B_CONN);
 }
 
 static void on_io(weft__io *io, unsigned events)
 {
     weft_stream *s = WEFT__CONTAINER_OF(io, weft_stream, io);
-    if (has(s, F_CONNECTING)) {
-        connect_done(s);
-        return;
-    }
     if (has(s, F_HANDSHAKING)) {
         drive_handshake(s);
         return;
@@ -1081,79 +1033,66 @@ static int prepare_connect(weft_stream *s)
         return WEFT_ESTATE;
     if (extra(s) == NULL)
         return WEFT_ENOMEM;
+    /* Reused from its 'close' (the pending phase): the last connect's
+     * memory may still wait for B_CONN_FREE. */
+    weft__conn_free(s->x->conn);
+    s->x->conn = NULL;
     return 0;
 }
 
-static int start_connect(weft_stream *s, connect_req *c,
-                         const weft__sockaddr *addr)
+int weft_stream_connect_options(weft_stream *s,
+                                const weft_connect_options *o)
 {
+    if (s == NULL || o == NULL)
+        return WEFT_EINVAL;
+    int err = prepare_connect(s);
+    if (err < 0)
+        return err;
+    weft__conn *c;
+    err = weft__conn_new(s, o, &c);
+    if (err < 0)
+        return err;
+    if (o->no_delay)
+        s->flags |= F_NODELAY;
+    if (o->keep_alive) {
+        s->flags |= F_KEEPALIVE;
+        if (o->keep_alive_initial_delay_ms > 0) {
+            uint64_t secs = (o->keep_alive_initial_delay_ms + 999) / 1000;
+            s->x->keepalive_s = secs > 32767 ? 32767 : (unsigned)secs;
+        }
+    }
     s->flags = (s->flags & F_STICKY) | F_CONNECTING | F_READABLE |
-               F_WRITABLE;
+               F_WRITABLE | (o->path != NULL ? F_UNIX : 0);
     s->rwant = WEFT__IO_READ;
     s->wwant = WEFT__IO_WRITE;
     s->err = 0;
     s->bytes_read = s->bytes_written = 0;
     weft__decoder_init(&s->dec, s->dec.enc);
-    s->x->conn = c;
-    free(s->x->errmsg);
-    s->x->errmsg = NULL;
-    free(s->x->remote);
-    s->x->remote = NULL;
+    stream_extra *x = s->x;
+    x->conn = c;
+    free(x->errmsg);
+    x->errmsg = NULL;
+    free(x->remote);
+    x->remote = NULL;
+    free(x->local);
+    x->local = NULL;
     weft__handle_start(&s->h);
-    if (addr == NULL)
-        return 0;
-    int err = attempt(s, &addr->u.sa, addr->len);
-    if (err < 0) {
-        c->last_err = err;
-        weft__handle_defer(&s->h, B_FAIL);
-    }
+    weft__conn_go(c);
     return 0;
 }
 
 int weft_stream_connect(weft_stream *s, int port, const char *host)
 {
-    if (s == NULL || port <= 0 || port > 65535)
-        return WEFT_EINVAL;
-    int err = prepare_connect(s);
-    if (err < 0)
-        return err;
-    if (host == NULL || *host == '\0')
-        host = "localhost";
-    size_t hlen = strlen(host);
-    if (hlen > 1024)
-        return WEFT_EINVAL;
-    connect_req *c = weft__calloc(1, sizeof(*c) + hlen + 1);
-    if (c == NULL)
-        return WEFT_ENOMEM;
-    memcpy(c->host, host, hlen + 1);
-    c->port = port;
-    weft__sockaddr addr;
-    if (weft__parse_ip(host, port, &addr))
-        return start_connect(s, c, &addr);
-    err = weft__dns_lookup(s->h.loop, host, port, false, resolved, s,
-                           &c->dns);
-    if (err < 0) {
-        free(c);
-        return err;
-    }
-    return start_connect(s, c, NULL);
+    weft_connect_options o = {.port = port, .host = host};
+    return weft_stream_connect_options(s, &o);
 }
 
 int weft_stream_connect_path(weft_stream *s, const char *path)
 {
-    if (s == NULL || path == NULL)
+    if (path == NULL)
         return WEFT_EINVAL;
-    weft__sockaddr addr;
-    int err = weft__unix_addr(path, &addr);
-    if (err < 0)
-        return err;
-    err = prepare_connect(s);
-    if (err < 0)
-        return err;
-    connect_req *c = weft__calloc(1, sizeof(*c) + 1);
-    if (c == NULL)
-        return WEFT_ENOMEM;
-    return start_connect(s, c, &addr);
+    weft_connect_options o = {.path = path};
+    return weft_stream_connect_options(s, &o);
 }
 
 weft_stream *weft_stream_new(weft_loop *loop)
@@ -1169,6 +1108,27 @@ weft_stream *weft_stream_new(weft_loop *loop)
     s->rwant = WEFT__IO_READ;
     s->wwant = WEFT__IO_WRITE;
     return s;
+}
+
+int weft_create_connection_options(weft_loop *loop,
+                                   const weft_connect_options *o,
+                                   weft_stream **out)
+{
+    if (out == NULL)
+        return WEFT_EINVAL;
+    *out = NULL;
+    if (o == NULL)
+        return WEFT_EINVAL;
+    weft_stream *s = weft_stream_new(loop);
+    if (s == NULL)
+        return WEFT_ENOMEM;
+    int err = weft_stream_connect_options(s, o);
+    if (err < 0) {
+        weft__handle_close(&s->h);
+        return err;
+    }
+    *out = s;
+    return 0;
 }
 
 static int create(weft_loop *loop, int port, const char *host,
@@ -1449,7 +1409,40 @@ const char *weft_stream_remote_address(weft_stream *s)
     if (x == NULL || (x->remote = weft__strdup(addr.address)) == NULL)
         return NULL;
     x->remote_port = addr.port;
+    x->remote_family = addr.family;
     return x->remote;
+}
+
+int weft_stream_remote_family(weft_stream *s)
+{
+    if (weft_stream_remote_address(s) == NULL)
+        return 0;
+    return s->x->remote_family;
+}
+
+const char *weft_stream_local_address(weft_stream *s)
+{
+    if (s == NULL)
+        return NULL;
+    if (s->x != NULL && s->x->local != NULL)
+        return s->x->local;
+    if (!has(s, F_CONNECTED) || has(s, F_UNIX))
+        return NULL;
+    weft_address addr;
+    if (weft_stream_address(s, &addr) < 0)
+        return NULL;
+    stream_extra *x = extra(s);
+    if (x == NULL || (x->local = weft__strdup(addr.address)) == NULL)
+        return NULL;
+    x->local_port = addr.port;
+    return x->local;
+}
+
+int weft_stream_local_port(weft_stream *s)
+{
+    if (weft_stream_local_address(s) == NULL)
+        return -1;
+    return s->x->local_port;
 }
 
 int weft_stream_remote_port(weft_stream *s)
@@ -1595,9 +1588,14 @@ int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
 {
     if (s == NULL)
         return WEFT_EINVAL;
-    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED) ||
-        s->bytes_read > 0)
+    /* STARTTLS: legal at any point of an open plain stream. Bytes the
+     * program already received stay plaintext; everything read after
+     * this call goes to TLS. Plaintext still queued would be sent after
+     * the handshake began, inside it: refused, retry from 'drain'. */
+    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED))
         return WEFT_ESTATE;
+    if (s->wq_head != NULL && has(s, F_CONNECTED))
+        return WEFT_EBUSY;
     /* An adopted socket may be either end: its credentials decide. */
     if (has(s, F_ADOPTED) && creds != NULL &&
         weft__tls_is_server_creds(creds))
@@ -1691,14 +1689,14 @@ const char *weft_stream_tls_version(weft_stream *s)
 void weft__stream_pending(weft__handle *h, unsigned bits)
 {
     weft_stream *s = WEFT__CONTAINER_OF(h, weft_stream, h);
-    if ((bits & B_CONNECTED) && has(s, F_CONNECTING))
-        connected(s);
+    if ((bits & B_CONN) && has(s, F_CONNECTING) && s->x->conn != NULL)
+        weft__conn_pending(s->x->conn);
+    if ((bits & B_CONN_FREE) && !has(s, F_CONNECTING) && s->x != NULL) {
+        weft__conn_free(s->x->conn);
+        s->x->conn = NULL;
+    }
     if ((bits & B_OPEN) && has(s, F_CONNECTED))
         update_io(s);
-    if ((bits & B_FAIL) && has(s, F_CONNECTING)) {
-        connect_req *c = s->x->conn;
-        fail(s, c->last_err, "connect", c->where);
-    }
     if ((bits & B_HANDSHAKE) && has(s, F_HANDSHAKING))
         drive_handshake(s);
     if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
@@ -1722,8 +1720,10 @@ void weft__stream_free(weft__handle *h)
     teardown(s);
     weft__emitter_free(&s->em);
     if (s->x != NULL) {
+        weft__conn_free(s->x->conn);
         free(s->x->errmsg);
         free(s->x->remote);
+        free(s->x->local);
         free(s->x->servername);
         free(s->x);
     }
