@@ -36,6 +36,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,10 @@
 #define DEFAULT_MAX_QUEUE (1024 * 1024)
 /* Pieces of one datagram in sendv. */
 #define MAX_PIECES 64
+/* Datagrams and bytes of one send_segments call: within the kernel's
+ * UDP_MAX_SEGMENTS (128) and one IP packet's 64 KiB. */
+#define MAX_SEGMENTS 64
+#define MAX_SEGMENTS_BYTES 65000
 
 enum dgram_state { IDLE, BINDING, BOUND, CLOSED };
 
@@ -93,6 +98,8 @@ struct weft__dgram_batch {
     struct mmsghdr rmsg[BATCH];
     struct iovec riov[BATCH];
     struct sockaddr_storage raddr[BATCH];
+    /* room for a UDP_GRO control message per slot (sockets with gro) */
+    char rctl[BATCH][CMSG_SPACE(sizeof(int))];
     char *rbuf; /* BATCH slots of SLOT + 1 bytes (room for a NUL) */
     /* send side: datagrams gathered for `owner` inside its listeners */
     weft_dgram *owner;
@@ -115,6 +122,8 @@ struct weft_dgram {
     bool connecting; /* a connect() waits for its lookup */
     bool need_drain;
     bool in_batch; /* emitting this socket's batch */
+    bool gro;      /* UDP_GRO is on: a slot may hold several datagrams */
+    bool no_gso;   /* UDP_SEGMENT was refused once: do not ask again */
     size_t max_message;
     size_t max_queue;
     dgram_req *q_head, *q_tail;
@@ -403,7 +412,41 @@ const char *weft_dgram_rinfo_address(const weft_dgram_rinfo *ri)
     return text;
 }
 
-static void on_io(weft__io *io, unsigned events);
+/* The size of the datagrams a GRO buffer holds, or 0 for one datagram. */
+static size_t gro_size(const struct msghdr *m)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL;
+         c = CMSG_NXTHDR((struct msghdr *)m, c))
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            return v > 0 ? (size_t)v : 0;
+        }
+    return 0;
+}
+
+/*
+ * A GRO buffer: `size` bytes of datagrams of `seg` bytes (the last may
+ * be shorter), each emitted as its own 'message'. The byte after each
+ * is set to NUL for the call and put back after it.
+ */
+static void emit_segments(weft_dgram *s, char *buf, size_t size, size_t seg,
+                          weft_dgram_rinfo *ri)
+{
+    for (size_t off = 0; off < size && s->state == BOUND; off += seg) {
+        size_t dlen = size - off < seg ? size - off : seg;
+        size_t len = dlen < s->max_message ? dlen : s->max_message;
+        char *data = buf + off;
+        char saved = data[len];
+        data[len] = '\0';
+        ri->size = dlen;
+        ri->truncated = dlen > len;
+        ri->address_[0] = '\0';
+        WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data, len,
+                   ri);
+        data[len] = saved;
+    }
+}
 
 static void read_batches(weft_dgram *s)
 {
@@ -414,14 +457,19 @@ static void read_batches(weft_dgram *s)
         return;
     }
     size_t want = s->max_message;
+    /* With GRO a slot may hold several datagrams: read whole slots and
+     * cut each datagram to max_message when it is delivered. */
+    size_t room = s->gro ? SLOT : want;
     for (int round = 0; round < RECV_BATCHES; round++) {
         for (unsigned i = 0; i < BATCH; i++) {
-            b->riov[i] = (struct iovec){b->rbuf + (size_t)i * (SLOT + 1), want};
+            b->riov[i] = (struct iovec){b->rbuf + (size_t)i * (SLOT + 1), room};
             b->rmsg[i].msg_hdr = (struct msghdr){
                 .msg_name = &b->raddr[i],
                 .msg_namelen = sizeof(b->raddr[i]),
                 .msg_iov = &b->riov[i],
                 .msg_iovlen = 1,
+                .msg_control = s->gro ? b->rctl[i] : NULL,
+                .msg_controllen = s->gro ? sizeof(b->rctl[i]) : 0,
             };
         }
         /* MSG_TRUNC: msg_len is the datagram's real size even when it
@@ -447,20 +495,26 @@ static void read_batches(weft_dgram *s)
         for (int i = 0; i < n && s->state == BOUND; i++) {
             struct mmsghdr *m = &b->rmsg[i];
             size_t size = m->msg_len;
-            size_t len = size < want ? size : want;
-            char *data = b->riov[i].iov_base;
-            data[len] = '\0';
             const struct sockaddr *sa = (const struct sockaddr *)&b->raddr[i];
             weft_dgram_rinfo ri;
             ri.family = sa->sa_family == AF_INET6 ? 6 : 4;
             ri.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-            ri.size = size;
-            ri.truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) || size > want;
             ri.sockaddr = sa;
             ri.sockaddr_len = m->msg_hdr.msg_namelen;
-            ri.address_[0] = '\0';
-            WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data,
-                       len, &ri);
+            size_t seg = s->gro ? gro_size(&m->msg_hdr) : 0;
+            if (seg == 0 || seg >= size) {
+                size_t len = size < want ? size : want;
+                char *data = b->riov[i].iov_base;
+                data[len] = '\0';
+                ri.size = size;
+                ri.truncated =
+                    (m->msg_hdr.msg_flags & MSG_TRUNC) || size > want;
+                ri.address_[0] = '\0';
+                WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s,
+                           data, len, &ri);
+                continue;
+            }
+            emit_segments(s, b->riov[i].iov_base, size, seg, &ri);
         }
         s->in_batch = false;
         if (b->nsend > 0 && s->state == BOUND)
@@ -530,6 +584,9 @@ int weft_dgram_create_socket(weft_loop *loop, const weft_dgram_options *opts,
         err = set_int(fd, SOL_SOCKET, SO_RCVBUF, opts->recv_buffer_size);
     if (err == 0 && opts->send_buffer_size > 0)
         err = set_int(fd, SOL_SOCKET, SO_SNDBUF, opts->send_buffer_size);
+    /* GRO where the kernel offers it; an older kernel refuses, and the
+     * socket simply reads one datagram per slot. */
+    bool gro = err == 0 && opts->gro && set_int(fd, SOL_UDP, UDP_GRO, 1) == 0;
     if (err < 0) {
         close(fd);
         free(s);
@@ -540,6 +597,7 @@ int weft_dgram_create_socket(weft_loop *loop, const weft_dgram_options *opts,
     s->state = IDLE;
     s->max_message = opts->max_message ? opts->max_message : SLOT;
     s->max_queue = opts->max_queue ? opts->max_queue : DEFAULT_MAX_QUEUE;
+    s->gro = gro;
     if (on_message != NULL &&
         weft_dgram_on_message(s, on_message, ctx) < 0) {
         weft__handle_close(&s->h);
@@ -793,6 +851,9 @@ static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
     }
 }
 
+static int destination(weft_dgram *s, int port, const char *address,
+                       weft__sockaddr *buf, const weft__sockaddr **to);
+
 int weft_dgram_sendv(weft_dgram *s, const weft_buf *bufs, size_t n, int port,
                      const char *address)
 {
@@ -800,19 +861,12 @@ int weft_dgram_sendv(weft_dgram *s, const weft_buf *bufs, size_t n, int port,
         return WEFT_EINVAL;
     if (s->state == CLOSED)
         return WEFT_ESTATE;
-    if (s->connected || s->connecting) {
-        if (port != 0 || address != NULL)
-            return WEFT_EISCONN;
-        return send_to(s, bufs, n, NULL);
-    }
-    if (port < 1 || port > 65535)
-        return WEFT_EINVAL;
-    weft__sockaddr to;
-    if (address == NULL)
-        address = s->family == AF_INET6 ? "::1" : "127.0.0.1";
-    if (!weft__parse_ip(address, port, &to))
-        return WEFT_EINVAL;
-    return send_to(s, bufs, n, &to);
+    weft__sockaddr buf;
+    const weft__sockaddr *to;
+    int err = destination(s, port, address, &buf, &to);
+    if (err < 0)
+        return err;
+    return send_to(s, bufs, n, to);
 }
 
 int weft_dgram_send(weft_dgram *s, const void *data, size_t len, int port,
@@ -820,6 +874,96 @@ int weft_dgram_send(weft_dgram *s, const void *data, size_t len, int port,
 {
     weft_buf b = {data, len};
     return weft_dgram_sendv(s, &b, 1, port, address);
+}
+
+/* Resolves the destination of a send: NULL `*to` on a connected socket. */
+static int destination(weft_dgram *s, int port, const char *address,
+                       weft__sockaddr *buf, const weft__sockaddr **to)
+{
+    *to = NULL;
+    if (s->connected || s->connecting)
+        return port != 0 || address != NULL ? WEFT_EISCONN : 0;
+    if (port < 1 || port > 65535)
+        return WEFT_EINVAL;
+    if (address == NULL)
+        address = s->family == AF_INET6 ? "::1" : "127.0.0.1";
+    if (!weft__parse_ip(address, port, buf))
+        return WEFT_EINVAL;
+    *to = buf;
+    return 0;
+}
+
+/* The segments one at a time, through the usual path (batch, queue). */
+static int send_each(weft_dgram *s, const char *data, size_t len,
+                     size_t segment, const weft__sockaddr *to)
+{
+    int all = 1;
+    for (size_t off = 0; off < len; off += segment) {
+        weft_buf b = {data + off, len - off < segment ? len - off : segment};
+        int rc = send_to(s, &b, 1, to);
+        if (rc < 0)
+            return rc;
+        all &= rc;
+    }
+    return all;
+}
+
+int weft_dgram_send_segments(weft_dgram *s, const void *data, size_t len,
+                             size_t segment, int port, const char *address)
+{
+    if (s == NULL || data == NULL || len == 0 || segment == 0 ||
+        segment > UINT16_MAX || len > MAX_SEGMENTS_BYTES ||
+        (len + segment - 1) / segment > MAX_SEGMENTS)
+        return WEFT_EINVAL;
+    if (s->state == CLOSED)
+        return WEFT_ESTATE;
+    weft__sockaddr buf;
+    const weft__sockaddr *to;
+    int err = destination(s, port, address, &buf, &to);
+    if (err < 0)
+        return err;
+    if (s->state == IDLE && (err = bind_implicit(s)) < 0)
+        return err;
+    if (s->no_gso || len <= segment || s->state != BOUND || s->connecting ||
+        s->q_head != NULL || s->in_batch)
+        return send_each(s, data, len, segment, to);
+    /* One sendmsg with UDP_SEGMENT: the kernel cuts the datagrams. */
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof(ctl));
+    struct iovec iov = {(void *)data, len};
+    struct msghdr m = {
+        .msg_name = to ? (void *)&to->u.sa : NULL,
+        .msg_namelen = to ? to->len : 0,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.buf,
+        .msg_controllen = sizeof(ctl.buf),
+    };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t gso = (uint16_t)segment;
+    memcpy(CMSG_DATA(c), &gso, sizeof(gso));
+    for (;;) {
+        if (sendmsg(s->io.fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+            return 1;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (transient(e))
+            return send_each(s, data, len, segment, to); /* queues */
+        if (e == EIO || e == EINVAL || e == ENOPROTOOPT || e == EOPNOTSUPP) {
+            /* No GSO here (a kernel before 4.18, a device without
+             * checksum offload): one datagram at a time from now on. */
+            s->no_gso = true;
+            return send_each(s, data, len, segment, to);
+        }
+        return weft__err(e);
+    }
 }
 
 int weft_dgram_reply(weft_dgram *s, const weft_dgram_rinfo *to,

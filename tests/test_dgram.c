@@ -696,6 +696,72 @@ START_TEST(unref_socket_does_not_keep_the_loop_alive)
 }
 END_TEST
 
+/* ---- GSO and GRO ----------------------------------------------------------- */
+
+typedef struct segs {
+    int messages;
+    size_t sizes[64];
+    bool ok;
+} segs;
+
+static void on_seg(weft_dgram *s, const char *data, size_t len,
+                   const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s;
+    segs *g = ctx;
+    if (g->messages < 64)
+        g->sizes[g->messages] = len;
+    /* every byte of a datagram is its index in the send */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)data[i] != (unsigned char)(g->messages + 1))
+            g->ok = false;
+    ck_assert(!ri->truncated);
+    ck_assert_int_eq(data[len], '\0');
+    g->messages++;
+}
+
+static void segments_arrive_one_by_one(bool gro)
+{
+    weft_dgram_options o = {.gro = gro};
+    segs g = {.ok = true};
+    weft_dgram *rx, *tx;
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, &o, on_seg, &g, &rx),
+                     0);
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, NULL, NULL, &tx),
+                     0);
+    ck_assert_int_eq(weft_dgram_bind(rx, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    weft_dgram_address(rx, &a);
+    static char buf[12500];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (char)(i / 1200 + 1); /* 10 x 1200, then 500 */
+    ck_assert_int_eq(weft_dgram_send_segments(tx, buf, sizeof(buf), 1200,
+                                              a.port, NULL), 1);
+    ck_assert_int_eq(weft_dgram_send_segments(tx, buf, 70000, 1200, a.port,
+                                              NULL), WEFT_EINVAL);
+    ck_assert(spin_until(&g.messages, 11, 3000));
+    weft_dgram_close(rx, NULL, NULL);
+    weft_dgram_close(tx, NULL, NULL);
+    tu_run(2000);
+    ck_assert_int_eq(g.messages, 11);
+    ck_assert(g.ok);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(g.sizes[i], 1200);
+    ck_assert_int_eq(g.sizes[10], 500);
+}
+
+START_TEST(send_segments_arrive_as_separate_datagrams_with_gro)
+{
+    segments_arrive_one_by_one(true);
+}
+END_TEST
+
+START_TEST(send_segments_arrive_as_separate_datagrams_without_gro)
+{
+    segments_arrive_one_by_one(false);
+}
+END_TEST
+
 /* ---- Node's dgram on the other side -------------------------------------- */
 
 typedef struct child {
@@ -839,6 +905,8 @@ int main(void)
     tcase_add_test(tc,
                    flood_while_slow_neither_grows_memory_nor_blocks_the_loop);
     tcase_add_test(tc, unref_socket_does_not_keep_the_loop_alive);
+    tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_with_gro);
+    tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_without_gro);
     tcase_add_test(tc, weft_client_round_trips_with_node_dgram_echo_server);
     tcase_add_test(tc, node_dgram_client_round_trips_with_weft_echo_server);
     suite_add_tcase(s, tc);
