@@ -379,8 +379,10 @@ static int batch_add(struct weft__dgram_batch *b, const weft_buf *bufs,
     gather(dst, bufs, n);
     b->used += len;
     b->siov[i] = (struct iovec){dst, len};
-    if (to != NULL)
-        b->sto[i] = *to;
+    if (to != NULL) { /* the address only, not the whole storage */
+        memcpy(&b->sto[i].u.ss, &to->u.ss, to->len);
+        b->sto[i].len = to->len;
+    }
     b->smsg[i].msg_hdr = (struct msghdr){
         .msg_name = to ? &b->sto[i].u.sa : NULL,
         .msg_namelen = to ? to->len : 0,
