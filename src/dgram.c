@@ -50,6 +50,10 @@
 /* The largest datagram UDP can carry fits a slot (65,507 / 65,527 bytes
  * of payload), so a slot never truncates unless max_message says so. */
 #define SLOT 65536
+/* Slots start 64 bytes apart beyond SLOT: room for the NUL after a full
+ * slot, and every slot cache-line aligned (an odd stride made the
+ * kernel's copy into each slot a misaligned one). */
+#define SLOT_STRIDE (SLOT + 64)
 /* recvmmsg calls per readable event. Bounded so one flooded socket
  * cannot starve the rest of the loop (timers, other sockets); the
  * socket stays readable and the rest is read on the next turn. */
@@ -100,7 +104,7 @@ struct weft__dgram_batch {
     struct sockaddr_storage raddr[BATCH];
     /* room for a UDP_GRO control message per slot (sockets with gro) */
     char rctl[BATCH][CMSG_SPACE(sizeof(int))];
-    char *rbuf; /* BATCH slots of SLOT + 1 bytes (room for a NUL) */
+    char *rbuf; /* BATCH slots, SLOT_STRIDE apart */
     /* send side: datagrams gathered for `owner` inside its listeners */
     weft_dgram *owner;
     unsigned nsend;
@@ -183,7 +187,7 @@ static struct weft__dgram_batch *batch_get(weft_loop *loop)
         return NULL;
     /* Large enough that malloc maps it: pages the kernel never writes
      * are never resident. */
-    b->rbuf = weft__malloc((size_t)BATCH * (SLOT + 1));
+    b->rbuf = aligned_alloc(64, (size_t)BATCH * SLOT_STRIDE);
     if (b->rbuf == NULL) {
         free(b);
         return NULL;
@@ -464,7 +468,8 @@ static void read_batches(weft_dgram *s)
     size_t room = s->gro ? SLOT : want;
     for (int round = 0; round < RECV_BATCHES; round++) {
         for (unsigned i = 0; i < BATCH; i++) {
-            b->riov[i] = (struct iovec){b->rbuf + (size_t)i * (SLOT + 1), room};
+            b->riov[i] =
+                (struct iovec){b->rbuf + (size_t)i * SLOT_STRIDE, room};
             b->rmsg[i].msg_hdr = (struct msghdr){
                 .msg_name = &b->raddr[i],
                 .msg_namelen = sizeof(b->raddr[i]),
