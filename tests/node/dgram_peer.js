@@ -31,15 +31,22 @@ if (mode === 'echo') {
     seen.add(text);
     if (++got === n) { console.log('ok ' + got); s.close(); }
   });
-  s.connect(port, '127.0.0.1', () => {
-    let i = 0;
-    // A few at a time, so a lossy moment costs a resend, not the test.
-    const tick = () => {
-      for (let k = 0; k < 10 && i < n; k++, i++) s.send('dgram ' + i);
-      if (i < n) setImmediate(tick);
-    };
-    tick();
+  // Ten at a time, the next ten once they are answered; a batch not
+  // answered within 200 ms is sent again (duplicates are ignored), so a
+  // datagram lost on a busy host costs a resend, not the test.
+  let next = 0;
+  const sendBatch = (from) => {
+    for (let i = from; i < Math.min(from + 10, n); i++) s.send('dgram ' + i);
+  };
+  let lastGot = -1;
+  setInterval(() => {
+    if (got === lastGot && got < n) sendBatch(next - 10 < 0 ? 0 : next - 10);
+    lastGot = got;
+  }, 200).unref();
+  s.on('message', () => {
+    if (got === next && next < n) { sendBatch(next); next += 10; }
   });
+  s.connect(port, '127.0.0.1', () => { sendBatch(0); next = 10; });
 } else {
   console.error('usage: dgram_peer.js echo | client PORT N');
   process.exit(64);
