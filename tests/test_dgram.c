@@ -674,9 +674,10 @@ START_TEST(flood_while_slow_neither_grows_memory_nor_blocks_the_loop)
     weft_dgram_close(srv, NULL, NULL);
     tu_run(2000);
     ck_assert_int_gt(w.messages, 1000);
-    /* the timer kept firing: the loop was never held for long */
+    /* the timer kept firing: the loop was never held for long (500 ms
+     * leaves room for a busy host; one wake-up reads 256 at most) */
     ck_assert_int_gt(w.ticks, 50);
-    ck_assert_msg(w.worst_gap < 250, "loop held for %lld ms", w.worst_gap);
+    ck_assert_msg(w.worst_gap < 500, "loop held for %lld ms", w.worst_gap);
     ck_assert_msg(after - before < 4096, "RSS grew by %ld KiB",
                   after - before);
 }
