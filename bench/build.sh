@@ -88,3 +88,14 @@ fi
 if [ ! -e "$out/weft.ok" ]; then
     rm -f "$out/weft_server"
 fi
+
+# UDP (bench/udp.sh): the load generator and the raw, libuv and weft servers.
+cc udp_loadgen udp_loadgen.c
+cc udp_raw udp_raw.c
+# shellcheck disable=SC2046
+cc udp_uv udp_uv.c $(pkg-config --cflags --libs libuv)
+if [ -e "$out/weft.ok" ]; then
+    # shellcheck disable=SC2086
+    $CC $CFLAGS -I"$here" -I"$root/include" -o "$out/udp_weft" \
+        "$here/udp_weft.c" "$out/weft/libweft.a" $weft_libs -lpthread
+fi

@@ -13,6 +13,7 @@
  *   8. real programs run modes, calls from other threads, signals, fd
  *                    watchers, the work pool, dns.lookup, setImmediate,
  *                    a stream's fd and a stream from an fd
+ *   9. datagrams     Node's dgram: UDP sockets, batched
  *
  * Conventions (see docs/design.md):
  *   - Functions returning int give 0 (or a count / a boolean) on success
@@ -80,6 +81,7 @@ extern "C" {
     X(EIO, -EIO, "i/o error")                                                  \
     X(EISCONN, -EISCONN, "socket is already connected")                        \
     X(EMFILE, -EMFILE, "too many open files")                                  \
+    X(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
     X(ENAMETOOLONG, -ENAMETOOLONG, "name too long")                            \
     X(ENETDOWN, -ENETDOWN, "network is down")                                  \
     X(ENETUNREACH, -ENETUNREACH, "network is unreachable")                     \
@@ -1067,6 +1069,259 @@ WEFT_EXTERN int weft_server_fileno(const weft_server *server);
  * WEFT_ENOMEM; on failure `fd` is left open and *out is NULL.
  */
 WEFT_EXTERN int weft_stream_open(weft_loop *loop, int fd, weft_stream **out);
+
+/* ------------------------------------------------------------------ */
+/* 9. Datagrams (Node's dgram)                                        */
+/* ------------------------------------------------------------------ */
+/*
+ * A UDP socket, as Node's dgram.Socket. Reads are batched (recvmmsg,
+ * up to 64 datagrams per system call) into a loop-wide area: an idle
+ * socket owns no buffer. Sends made inside a 'message' listener to the
+ * socket that emitted it are gathered and leave together with one
+ * sendmmsg when that batch's listeners have run (before the loop next
+ * waits). Whatever the kernel refuses (EAGAIN) waits in the socket's
+ * bounded send queue and is flushed with sendmmsg when it can go;
+ * 'drain' follows when that queue empties.
+ */
+
+typedef struct weft_dgram weft_dgram;
+
+/* dgram.createSocket(options). A zeroed struct (or NULL) is udp4 with
+ * the kernel's defaults. */
+typedef struct weft_dgram_options {
+    int family;           /* 4 (udp4, also when 0) or 6 (udp6) */
+    bool ipv6_only;       /* udp6: IPV6_V6ONLY (no IPv4-mapped peers) */
+    bool reuse_addr;      /* SO_REUSEADDR before bind */
+    bool reuse_port;      /* SO_REUSEPORT before bind (spread over sockets) */
+    int recv_buffer_size; /* SO_RCVBUF at creation; 0: the kernel's */
+    int send_buffer_size; /* SO_SNDBUF at creation; 0: the kernel's */
+    /*
+     * Bytes of a datagram handed to 'message' (1..65536; 0: 65536, the
+     * largest a UDP datagram can be). A longer datagram is delivered cut
+     * to this size with `truncated` set and its real size in `size`.
+     */
+    size_t max_message;
+    /* Bytes the send queue may hold (0: 1 MiB); past it a send returns
+     * WEFT_ENOBUFS and the datagram is dropped. */
+    size_t max_queue;
+    /*
+     * UDP GRO (Linux 5.0+): the kernel may hand several datagrams of one
+     * sender as one buffer, which weft splits again, so 'message' sees
+     * each datagram as it was sent, for fewer trips through the stack.
+     * Ignored where the kernel does not offer it.
+     */
+    bool gro;
+} weft_dgram_options;
+
+/*
+ * What 'message' tells about a datagram: Node's rinfo. Borrowed for the
+ * listener call. `sockaddr` is the sender's struct sockaddr_in or
+ * sockaddr_in6, for programs that keep peers as addresses.
+ */
+typedef struct weft_dgram_rinfo {
+    int family;     /* 4 or 6 */
+    int port;
+    size_t size;    /* the datagram's real size (> len when truncated) */
+    bool truncated; /* longer than max_message: only `len` bytes came */
+    const void *sockaddr;
+    unsigned sockaddr_len;
+    char address_[46]; /* private: read it through the function below */
+} weft_dgram_rinfo;
+
+/* The sender's numeric address ("127.0.0.1", "::1"), made on first call
+ * (most servers never need the text); borrowed like `rinfo`. */
+WEFT_EXTERN const char *weft_dgram_rinfo_address(const weft_dgram_rinfo *ri);
+
+/* 'message': `data` (followed by a NUL byte not counted in `len`) and
+ * `rinfo` are borrowed for the call. */
+typedef void (*weft_dgram_message_cb)(weft_dgram *sock, const char *data,
+                                      size_t len, const weft_dgram_rinfo *ri,
+                                      void *ctx);
+typedef void (*weft_dgram_listening_cb)(weft_dgram *sock, void *ctx);
+typedef void (*weft_dgram_connect_cb)(weft_dgram *sock, void *ctx);
+typedef void (*weft_dgram_drain_cb)(weft_dgram *sock, void *ctx);
+typedef void (*weft_dgram_close_cb)(weft_dgram *sock, void *ctx);
+/* `message` is Node-style ("recvmsg ECONNREFUSED"), borrowed. */
+typedef void (*weft_dgram_error_cb)(weft_dgram *sock, int err,
+                                    const char *message, void *ctx);
+
+/*
+ * dgram.createSocket(options, [onmessage]): a socket on `loop` (its fd
+ * exists from now, so options may be set before bind), with `on_message`
+ * (may be NULL) added as a 'message' listener. It keeps nothing alive
+ * until it is bound (bind(), connect() or a first send()). Returns 0 and
+ * *out, or WEFT_EINVAL (bad options), WEFT_EMFILE, WEFT_ENOMEM ...;
+ * *out is then NULL.
+ */
+WEFT_EXTERN int weft_dgram_create_socket(weft_loop *loop,
+                                         const weft_dgram_options *opts,
+                                         weft_dgram_message_cb on_message,
+                                         void *ctx, weft_dgram **out);
+
+/*
+ * socket.bind([port], [address], [callback]). `address` NULL means every
+ * address of the family ("0.0.0.0" or "::"); port 0 picks a free port
+ * (see weft_dgram_address()). An IP literal is bound at once; a name is
+ * looked up off the loop, and the first address of the socket's family
+ * is bound. `cb`, if given, becomes a once-listener of 'listening', which
+ * follows on a later turn. Returned at once: WEFT_EINVAL (port outside
+ * 0..65535), WEFT_ESTATE (bound, binding or closed), WEFT_EADDRINUSE,
+ * WEFT_EACCES, WEFT_EADDRNOTAVAIL. After a lookup, its failure or the
+ * bind's arrives as 'error' and the socket stays unbound.
+ */
+WEFT_EXTERN int weft_dgram_bind(weft_dgram *sock, int port,
+                                const char *address,
+                                weft_dgram_listening_cb cb, void *ctx);
+
+/*
+ * socket.connect(port, [address], [callback]): sends without an address
+ * go to this peer, and only its datagrams are received. `address` NULL
+ * is the loopback address of the family (Node's "localhost"); a name is
+ * looked up off the loop, sends made meanwhile wait in the queue. An
+ * unbound socket is bound first (any address, port 0: 'listening' comes
+ * before 'connect'). `cb` becomes a once-listener of 'connect'. Returns
+ * WEFT_EINVAL (port outside 1..65535), WEFT_EISCONN (already connected
+ * or connecting), WEFT_ESTATE (closed), or the kernel's error.
+ */
+WEFT_EXTERN int weft_dgram_connect(weft_dgram *sock, int port,
+                                   const char *address,
+                                   weft_dgram_connect_cb cb, void *ctx);
+/* socket.disconnect(): WEFT_ENOTCONN unless connected. */
+WEFT_EXTERN int weft_dgram_disconnect(weft_dgram *sock);
+/* socket.remoteAddress(): WEFT_ENOTCONN unless connected. */
+WEFT_EXTERN int weft_dgram_remote_address(const weft_dgram *sock,
+                                          weft_address *out);
+/* socket.address(): WEFT_ENOTRUNNING unless bound. */
+WEFT_EXTERN int weft_dgram_address(const weft_dgram *sock, weft_address *out);
+
+/*
+ * socket.send(msg, [port], [address]): one datagram of the `n` pieces
+ * (Node's send of an array of buffers: one sendmsg with an iovec). On a
+ * connected socket `port` must be 0 and `address` NULL (else
+ * WEFT_EISCONN). On an unconnected one, `port` is 1..65535 and `address`
+ * an IP literal (NULL: the family's loopback, as Node's "localhost"; a
+ * name is refused with WEFT_EINVAL: look it up once with
+ * weft_dns_lookup() or connect()). An unbound socket is bound first to
+ * any address and port 0, as Node does ('listening' follows).
+ *
+ * Never blocks, and the bytes are copied (or sent) before it returns.
+ * Returns 1 when the datagram went to the kernel (or, inside this
+ * socket's 'message' listener, joined the batch that leaves with one
+ * sendmmsg when the listeners return); 0 when it waits in the send queue
+ * (the kernel refused it for now, or the socket is still looking up a
+ * name): 'drain' follows once the queue is empty. Errors: WEFT_ENOBUFS
+ * (the queue is full: the datagram is dropped), the kernel's refusals
+ * of this datagram (WEFT_EMSGSIZE, WEFT_EACCES for a broadcast without
+ * setBroadcast, WEFT_ENETUNREACH, WEFT_EINVAL ...), WEFT_ESTATE
+ * (closed). An error the kernel reports later (an ICMP port unreachable
+ * on a connected socket: WEFT_ECONNREFUSED) arrives as 'error'.
+ */
+WEFT_EXTERN int weft_dgram_send(weft_dgram *sock, const void *data,
+                                size_t len, int port, const char *address);
+WEFT_EXTERN int weft_dgram_sendv(weft_dgram *sock, const weft_buf *bufs,
+                                 size_t n, int port, const char *address);
+/*
+ * `len` bytes as datagrams of `segment` bytes each (the last may be
+ * shorter), to one destination (as weft_dgram_send()): with UDP GSO
+ * (UDP_SEGMENT) one system call and one trip through the stack where
+ * the kernel offers it, else one datagram at a time. At most 64
+ * datagrams and 65,000 bytes per call (WEFT_EINVAL past it). What QUIC
+ * senders do. Returns 1 if all went to the kernel, 0 if some or all
+ * wait in the queue, or an error as weft_dgram_send().
+ */
+WEFT_EXTERN int weft_dgram_send_segments(weft_dgram *sock, const void *data,
+                                         size_t len, size_t segment,
+                                         int port, const char *address);
+
+/* A datagram back to the sender of a 'message' (no address text parsed):
+ * the echo server's reply. Returns as weft_dgram_send(). */
+WEFT_EXTERN int weft_dgram_reply(weft_dgram *sock, const weft_dgram_rinfo *to,
+                                 const void *data, size_t len);
+
+/* socket.getSendQueueSize() (bytes) and getSendQueueCount() (datagrams). */
+WEFT_EXTERN size_t weft_dgram_send_queue_size(const weft_dgram *sock);
+WEFT_EXTERN size_t weft_dgram_send_queue_count(const weft_dgram *sock);
+
+/*
+ * socket.close([callback]): stops receiving now and drops what waits in
+ * the send queue (a batch gathered inside a 'message' listener leaves
+ * first); 'close' follows on a later turn, then the handle is freed.
+ * Legal inside any listener: no 'message' is emitted after it.
+ * WEFT_ENOTRUNNING if already closed.
+ */
+WEFT_EXTERN int weft_dgram_close(weft_dgram *sock, weft_dgram_close_cb cb,
+                                 void *ctx);
+
+/* Socket options, as Node's setters; each returns 0 or the kernel's
+ * error (WEFT_EBADF once closed, WEFT_EINVAL for a bad value). */
+WEFT_EXTERN int weft_dgram_set_broadcast(weft_dgram *sock, bool on);
+WEFT_EXTERN int weft_dgram_set_ttl(weft_dgram *sock, int ttl); /* 1..255 */
+WEFT_EXTERN int weft_dgram_set_multicast_ttl(weft_dgram *sock, int ttl);
+WEFT_EXTERN int weft_dgram_set_multicast_loopback(weft_dgram *sock, bool on);
+/* `iface`: an IPv4 address of the interface, or for udp6 "::%eth0" (a
+ * scope naming the interface); NULL: the kernel's choice. */
+WEFT_EXTERN int weft_dgram_set_multicast_interface(weft_dgram *sock,
+                                                   const char *iface);
+/* addMembership / dropMembership(group, [iface]). */
+WEFT_EXTERN int weft_dgram_add_membership(weft_dgram *sock, const char *group,
+                                          const char *iface);
+WEFT_EXTERN int weft_dgram_drop_membership(weft_dgram *sock,
+                                           const char *group,
+                                           const char *iface);
+/* add/dropSourceSpecificMembership(source, group, [iface]). */
+WEFT_EXTERN int weft_dgram_add_source_specific_membership(
+    weft_dgram *sock, const char *source, const char *group,
+    const char *iface);
+WEFT_EXTERN int weft_dgram_drop_source_specific_membership(
+    weft_dgram *sock, const char *source, const char *group,
+    const char *iface);
+/* set/getRecvBufferSize, set/getSendBufferSize (the kernel doubles what
+ * is asked, and the getters say what it kept). Get: the size or error. */
+WEFT_EXTERN int weft_dgram_set_recv_buffer_size(weft_dgram *sock, int size);
+WEFT_EXTERN int weft_dgram_set_send_buffer_size(weft_dgram *sock, int size);
+WEFT_EXTERN int weft_dgram_recv_buffer_size(const weft_dgram *sock);
+WEFT_EXTERN int weft_dgram_send_buffer_size(const weft_dgram *sock);
+
+/* An unref'd socket does not keep weft_loop_run() going. */
+WEFT_EXTERN void weft_dgram_ref(weft_dgram *sock);
+WEFT_EXTERN void weft_dgram_unref(weft_dgram *sock);
+
+/* The socket's fd, borrowed (escape hatch, as weft_stream_fileno()). */
+WEFT_EXTERN int weft_dgram_fileno(const weft_dgram *sock);
+WEFT_EXTERN void weft_dgram_set_data(weft_dgram *sock, void *data);
+WEFT_EXTERN void *weft_dgram_data(const weft_dgram *sock);
+WEFT_EXTERN weft_loop *weft_dgram_loop(const weft_dgram *sock);
+
+/*
+ * Datagram socket events, with on/once/off as for the server:
+ *   int weft_dgram_on_E(sock, T cb, void *ctx), once_E, off_E.
+ *
+ *   message    a datagram arrived (see weft_dgram_message_cb)
+ *   listening  the socket is bound
+ *   connect    connect() completed
+ *   drain      the send queue emptied after a send returned 0 (weft's:
+ *              Node only exposes the queue's size)
+ *   error      a lookup or bind after a lookup failed, or the kernel
+ *              reported an error (ECONNREFUSED on a connected socket, a
+ *              queued send refused); the socket stays open. With no
+ *              listener it is reported (weft_set_unhandled_error_handler)
+ *              and the socket is closed.
+ *   close      after close(); the last event
+ */
+#define WEFT_DGRAM_EVENT_MAP(X)                                                \
+    X(message, weft_dgram_message_cb)                                          \
+    X(listening, weft_dgram_listening_cb)                                      \
+    X(connect, weft_dgram_connect_cb)                                          \
+    X(drain, weft_dgram_drain_cb)                                              \
+    X(error, weft_dgram_error_cb)                                              \
+    X(close, weft_dgram_close_cb)
+
+#define WEFT_DGRAM_EVENT_DECL_(ev, type)                                       \
+    WEFT_EXTERN int weft_dgram_on_##ev(weft_dgram *s, type cb, void *ctx);     \
+    WEFT_EXTERN int weft_dgram_once_##ev(weft_dgram *s, type cb, void *ctx);   \
+    WEFT_EXTERN int weft_dgram_off_##ev(weft_dgram *s, type cb, void *ctx);
+WEFT_DGRAM_EVENT_MAP(WEFT_DGRAM_EVENT_DECL_)
+#undef WEFT_DGRAM_EVENT_DECL_
 
 #ifdef __cplusplus
 }

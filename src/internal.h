@@ -233,6 +233,7 @@ enum weft__handle_type {
     WEFT__TIMER,
     WEFT__POLL,      /* fd watchers, poll.c */
     WEFT__IMMEDIATE, /* setImmediate, timer.c */
+    WEFT__DGRAM,     /* datagram sockets, dgram.c */
 };
 
 enum {
@@ -289,6 +290,10 @@ void weft__stream_free(weft__handle *h);
 void weft__timer_free(weft__handle *h);
 void weft__watcher_free(weft__handle *h);
 void weft__immediate_free(weft__handle *h);
+void weft__dgram_pending(weft__handle *h, unsigned bits);
+void weft__dgram_free(weft__handle *h);
+/* The loop-wide datagram batch area (dgram.c), if one was made. */
+void weft__dgram_loop_free(weft_loop *loop);
 
 /* ---- loop ------------------------------------------------------------ */
 
@@ -360,6 +365,7 @@ struct weft_loop {
     weft__qnode work_done; /* finished or cancelled, guarded by work lock */
     weft_credentials *default_client_creds; /* setSecure(NULL), lazily */
     uint32_t attempt_delay_ms; /* Happy Eyeballs default, 0: 250 (connect.c) */
+    struct weft__dgram_batch *dgram; /* dgram.c: made on first datagram read */
 };
 
 void weft__loop_update_time(weft_loop *loop);

@@ -208,6 +208,9 @@ static void handle_free(weft__handle *h)
     case WEFT__IMMEDIATE:
         weft__immediate_free(h);
         break;
+    case WEFT__DGRAM:
+        weft__dgram_free(h);
+        break;
     }
 }
 
@@ -262,6 +265,9 @@ static void run_pending(weft_loop *loop)
             break;
         case WEFT__TIMER:
             weft__timer_pending(h, bits);
+            break;
+        case WEFT__DGRAM:
+            weft__dgram_pending(h, bits);
             break;
         default: /* poll and immediate handles defer nothing */
             break;
@@ -397,6 +403,7 @@ int weft_loop_close(weft_loop *loop)
     weft__work_loop_free(loop);
     weft__async_free(loop);
     weft__timers_free(loop);
+    weft__dgram_loop_free(loop);
     weft__poll_free(loop);
     if (loop->spare_fd >= 0)
         close(loop->spare_fd);

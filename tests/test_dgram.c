@@ -1,0 +1,915 @@
+/*
+ * test_dgram.c - datagram sockets (weft.h section 9): round trips over
+ * IPv4 and IPv6, connected and unconnected sends, gather sends,
+ * truncation, multicast on loopback, ICMP errors, the send queue and
+ * 'drain' (the kernel's refusal injected by tests/fault.c), a flood
+ * while the program is slow, closing inside 'message', and Node's dgram
+ * on the other side, both ways.
+ */
+#include "fault.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NODE_DIR WEFT_SOURCE_DIR "/tests/node"
+
+/* ---- helpers ------------------------------------------------------------ */
+
+typedef struct peer {
+    weft_dgram *sock;
+    int messages;
+    int errors;
+    int last_err;
+    char last_msg[128];
+    char last[2048];
+    size_t last_len;
+    weft_dgram_rinfo last_ri;
+    char last_addr[64];
+    bool echo;
+    int close_after;
+    int closes;
+    int drains;
+    tu_slog log;
+} peer;
+
+static void on_message(weft_dgram *s, const char *data, size_t len,
+                       const weft_dgram_rinfo *ri, void *ctx)
+{
+    peer *p = ctx;
+    p->messages++;
+    size_t n = len < sizeof(p->last) ? len : sizeof(p->last);
+    memcpy(p->last, data, n);
+    p->last_len = len;
+    ck_assert_int_eq(data[len], '\0');
+    p->last_ri = *ri;
+    snprintf(p->last_addr, sizeof(p->last_addr), "%s",
+             weft_dgram_rinfo_address(ri));
+    tu_slog_add(&p->log, "message");
+    if (p->echo)
+        ck_assert_int_ge(weft_dgram_reply(s, ri, data, len), 0);
+    if (p->close_after > 0 && p->messages == p->close_after)
+        ck_assert_int_eq(weft_dgram_close(s, NULL, NULL), 0);
+}
+
+static void on_listening(weft_dgram *s, void *ctx)
+{
+    (void)s;
+    tu_slog_add(&((peer *)ctx)->log, "listening");
+}
+
+static void on_connect(weft_dgram *s, void *ctx)
+{
+    (void)s;
+    tu_slog_add(&((peer *)ctx)->log, "connect");
+}
+
+static void on_drain(weft_dgram *s, void *ctx)
+{
+    (void)s;
+    peer *p = ctx;
+    p->drains++;
+    tu_slog_add(&p->log, "drain");
+}
+
+static void on_error(weft_dgram *s, int err, const char *msg, void *ctx)
+{
+    (void)s;
+    peer *p = ctx;
+    p->errors++;
+    p->last_err = err;
+    snprintf(p->last_msg, sizeof(p->last_msg), "%s", msg);
+    tu_slog_add(&p->log, "error %s", weft_err_name(err));
+}
+
+static void on_close(weft_dgram *s, void *ctx)
+{
+    (void)s;
+    peer *p = ctx;
+    p->closes++;
+    tu_slog_add(&p->log, "close");
+}
+
+/* A socket with every listener logging into `p`. */
+static void open_peer(peer *p, const weft_dgram_options *o)
+{
+    memset(p, 0, sizeof(*p));
+    ck_assert_int_eq(
+        weft_dgram_create_socket(tu_loop, o, on_message, p, &p->sock), 0);
+    ck_assert_int_eq(weft_dgram_on_listening(p->sock, on_listening, p), 0);
+    ck_assert_int_eq(weft_dgram_on_connect(p->sock, on_connect, p), 0);
+    ck_assert_int_eq(weft_dgram_on_drain(p->sock, on_drain, p), 0);
+    ck_assert_int_eq(weft_dgram_on_error(p->sock, on_error, p), 0);
+    ck_assert_int_eq(weft_dgram_on_close(p->sock, on_close, p), 0);
+}
+
+static int bound_port(peer *p, const char *host)
+{
+    ck_assert_int_eq(weft_dgram_bind(p->sock, 0, host, NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(p->sock, &a), 0);
+    ck_assert_int_gt(a.port, 0);
+    return a.port;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void tick(weft_timer *t, void *ctx)
+{
+    (void)t;
+    (void)ctx;
+}
+
+/* Turns the loop until `*count` reaches `want` or `ms` passed; returns
+ * whether it did. A 5 ms ticker bounds each wait. */
+static bool spin_until(const int *count, int want, unsigned ms)
+{
+    weft_timer *t = weft_set_interval(tu_loop, 5, tick, NULL);
+    weft_timer_unref(t);
+    long long end = now_ms() + ms;
+    while (*count < want && now_ms() < end)
+        weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
+    weft_clear_timer(t);
+    return *count >= want;
+}
+
+/* Closes the peers given and runs the loop to its end. */
+static void finish(peer *a, peer *b)
+{
+    if (a != NULL && a->closes == 0)
+        weft_dgram_close(a->sock, NULL, NULL);
+    if (b != NULL && b->closes == 0)
+        weft_dgram_close(b->sock, NULL, NULL);
+    tu_run(3000);
+}
+
+/* ---- round trips ------------------------------------------------------- */
+
+static void round_trip(int family, const char *host)
+{
+    weft_dgram_options o = {.family = family, .ipv6_only = family == 6};
+    peer srv, cli;
+    open_peer(&srv, &o);
+    open_peer(&cli, &o);
+    srv.echo = true;
+    int port = bound_port(&srv, host);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "hello", 5, port, host), 1);
+    weft_address ca;
+    ck_assert_int_eq(weft_dgram_address(cli.sock, &ca), 0); /* implicit */
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert_int_eq(srv.messages, 1);
+    ck_assert_int_eq(cli.messages, 1);
+    ck_assert_int_eq(cli.last_len, 5);
+    ck_assert(memcmp(cli.last, "hello", 5) == 0);
+    ck_assert_int_eq(srv.last_ri.family, family);
+    ck_assert_int_eq(srv.last_ri.port, ca.port);
+    ck_assert_str_eq(srv.last_addr, host);
+    ck_assert_int_eq(srv.last_ri.size, 5);
+    ck_assert(!srv.last_ri.truncated);
+    ck_assert_int_eq(cli.last_ri.port, port);
+    ck_assert_str_eq(srv.log.buf, "listening,message,close");
+    ck_assert_str_eq(cli.log.buf, "listening,message,close");
+}
+
+START_TEST(udp4_round_trip_reports_sender_address_family_and_port)
+{
+    round_trip(4, "127.0.0.1");
+}
+END_TEST
+
+START_TEST(udp6_round_trip_reports_sender_address_family_and_port)
+{
+    round_trip(6, "::1");
+}
+END_TEST
+
+START_TEST(connected_send_goes_to_the_peer_and_disconnect_forgets_it)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    srv.echo = true;
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, "127.0.0.1", NULL,
+                                        NULL), 0);
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL),
+                     WEFT_EISCONN);
+    weft_address ra;
+    ck_assert_int_eq(weft_dgram_remote_address(cli.sock, &ra), 0);
+    ck_assert_int_eq(ra.port, port);
+    ck_assert_str_eq(ra.address, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "one", 3, 0, NULL), 1);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "x", 1, port, "127.0.0.1"),
+                     WEFT_EISCONN);
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    ck_assert_str_eq(cli.log.buf, "listening,connect,message");
+
+    ck_assert_int_eq(weft_dgram_disconnect(cli.sock), 0);
+    ck_assert_int_eq(weft_dgram_remote_address(cli.sock, &ra), WEFT_ENOTCONN);
+    ck_assert_int_eq(weft_dgram_disconnect(cli.sock), WEFT_ENOTCONN);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "two", 3, 0, NULL),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "two", 3, port, "127.0.0.1"),
+                     1);
+    ck_assert(spin_until(&cli.messages, 2, 3000));
+    finish(&srv, &cli);
+    ck_assert(memcmp(cli.last, "two", 3) == 0);
+}
+END_TEST
+
+START_TEST(sendv_pieces_arrive_as_one_datagram)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    weft_buf b[3] = {{"head ", 5}, {"", 0}, {"and body", 8}};
+    ck_assert_int_eq(weft_dgram_sendv(cli.sock, b, 3, port, NULL), 1);
+    ck_assert(spin_until(&srv.messages, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert_int_eq(srv.last_len, 13);
+    ck_assert(memcmp(srv.last, "head and body", 13) == 0);
+}
+END_TEST
+
+START_TEST(datagram_longer_than_max_message_is_reported_truncated_with_size)
+{
+    weft_dgram_options o = {.max_message = 512};
+    peer srv, cli;
+    open_peer(&srv, &o);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    char big[2000];
+    tu_fill_random(big, sizeof(big), 7);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, big, sizeof(big), port, NULL),
+                     1);
+    ck_assert(spin_until(&srv.messages, 1, 3000));
+    ck_assert_int_eq(srv.last_len, 512);
+    ck_assert(srv.last_ri.truncated);
+    ck_assert_int_eq(srv.last_ri.size, 2000);
+    ck_assert(memcmp(srv.last, big, 512) == 0);
+    /* one that fits exactly is whole */
+    ck_assert_int_eq(weft_dgram_send(cli.sock, big, 512, port, NULL), 1);
+    ck_assert(spin_until(&srv.messages, 2, 3000));
+    ck_assert_int_eq(srv.last_len, 512);
+    ck_assert(!srv.last_ri.truncated);
+    ck_assert_int_eq(srv.last_ri.size, 512);
+    finish(&srv, &cli);
+}
+END_TEST
+
+/* ---- multicast on loopback -------------------------------------------- */
+
+#define GROUP "239.255.42.99"
+
+static void after_ms(weft_timer *t, void *ctx)
+{
+    (void)t;
+    *(int *)ctx = 1;
+}
+
+/* Lets `ms` pass on the loop (to show that nothing arrives). */
+static void idle_ms(unsigned ms)
+{
+    int done = 0;
+    weft_timer *t = weft_set_timeout(tu_loop, ms, after_ms, &done);
+    ck_assert(spin_until(&done, 1, ms + 2000));
+    (void)t;
+}
+
+START_TEST(multicast_on_loopback_join_receive_leave_no_longer_receive)
+{
+    weft_dgram_options o = {.reuse_addr = true};
+    peer rx, tx;
+    open_peer(&rx, &o);
+    open_peer(&tx, NULL);
+    int port = bound_port(&rx, NULL); /* 0.0.0.0: a group's datagrams */
+    ck_assert_int_eq(weft_dgram_add_membership(rx.sock, GROUP, "127.0.0.1"),
+                     0);
+    ck_assert_int_eq(weft_dgram_add_membership(rx.sock, "10.0.0.1", NULL),
+                     WEFT_EINVAL); /* not a group */
+    ck_assert_int_eq(weft_dgram_set_multicast_interface(tx.sock, "127.0.0.1"),
+                     0);
+    ck_assert_int_eq(weft_dgram_set_multicast_loopback(tx.sock, true), 0);
+    ck_assert_int_eq(weft_dgram_set_multicast_ttl(tx.sock, 1), 0);
+    ck_assert_int_eq(weft_dgram_send(tx.sock, "to the group", 12, port, GROUP),
+                     1);
+    ck_assert(spin_until(&rx.messages, 1, 3000));
+    ck_assert(memcmp(rx.last, "to the group", 12) == 0);
+
+    ck_assert_int_eq(weft_dgram_drop_membership(rx.sock, GROUP, "127.0.0.1"),
+                     0);
+    ck_assert_int_eq(weft_dgram_send(tx.sock, "after leave", 11, port, GROUP),
+                     1);
+    /* a unicast datagram after it shows the socket still reads */
+    ck_assert_int_eq(weft_dgram_send(tx.sock, "unicast", 7, port, NULL), 1);
+    ck_assert(spin_until(&rx.messages, 2, 3000));
+    idle_ms(100);
+    ck_assert_int_eq(rx.messages, 2);
+    ck_assert(memcmp(rx.last, "unicast", 7) == 0);
+    finish(&rx, &tx);
+}
+END_TEST
+
+START_TEST(source_specific_multicast_join_receives_from_that_source)
+{
+    weft_dgram_options o = {.reuse_addr = true};
+    peer rx, tx;
+    open_peer(&rx, &o);
+    open_peer(&tx, NULL);
+    int port = bound_port(&rx, NULL);
+    ck_assert_int_eq(weft_dgram_add_source_specific_membership(
+                         rx.sock, "127.0.0.1", "232.1.2.3", "127.0.0.1"),
+                     0);
+    weft_dgram_set_multicast_interface(tx.sock, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_send(tx.sock, "ssm", 3, port, "232.1.2.3"),
+                     1);
+    ck_assert(spin_until(&rx.messages, 1, 3000));
+    ck_assert_int_eq(weft_dgram_drop_source_specific_membership(
+                         rx.sock, "127.0.0.1", "232.1.2.3", "127.0.0.1"),
+                     0);
+    finish(&rx, &tx);
+}
+END_TEST
+
+START_TEST(options_set_and_read_back)
+{
+    peer p;
+    open_peer(&p, NULL);
+    ck_assert_int_eq(weft_dgram_set_broadcast(p.sock, true), 0);
+    ck_assert_int_eq(weft_dgram_set_ttl(p.sock, 64), 0);
+    ck_assert_int_eq(weft_dgram_set_ttl(p.sock, 0), WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_set_recv_buffer_size(p.sock, 100000), 0);
+    ck_assert_int_ge(weft_dgram_recv_buffer_size(p.sock), 100000);
+    ck_assert_int_eq(weft_dgram_set_send_buffer_size(p.sock, 100000), 0);
+    ck_assert_int_ge(weft_dgram_send_buffer_size(p.sock), 100000);
+    /* unbound: nothing keeps the loop alive; close still emits 'close' */
+    ck_assert(!weft_loop_alive(tu_loop));
+    ck_assert_int_eq(weft_dgram_close(p.sock, NULL, NULL), 0);
+    ck_assert_int_eq(weft_dgram_close(p.sock, NULL, NULL), WEFT_ENOTRUNNING);
+    tu_run(1000);
+    ck_assert_str_eq(p.log.buf, "close");
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------ */
+
+static int free_udp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+START_TEST(unreachable_connected_peer_gives_econnrefused_and_stays_open)
+{
+    peer cli;
+    open_peer(&cli, NULL);
+    int port = free_udp_port();
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, "127.0.0.1", NULL,
+                                        NULL), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "anyone?", 7, 0, NULL), 1);
+    ck_assert(spin_until(&cli.errors, 1, 3000));
+    ck_assert_int_eq(cli.last_err, WEFT_ECONNREFUSED);
+    ck_assert_str_eq(cli.last_msg, "recvmsg ECONNREFUSED");
+    ck_assert_int_eq(cli.closes, 0);
+    finish(&cli, NULL);
+    ck_assert_str_eq(cli.log.buf,
+                     "listening,connect,error ECONNREFUSED,close");
+}
+END_TEST
+
+static int unhandled_seen;
+static void unhandled(const char *object, void *handle, int err,
+                      const char *message, void *ctx)
+{
+    (void)handle;
+    (void)ctx;
+    (void)message;
+    ck_assert_str_eq(object, "dgram");
+    ck_assert_int_eq(err, WEFT_ECONNREFUSED);
+    unhandled_seen++;
+}
+
+static void count_close(weft_dgram *s, void *ctx)
+{
+    (void)s;
+    (*(int *)ctx)++;
+}
+
+START_TEST(unhandled_error_is_reported_and_closes_the_socket)
+{
+    weft_set_unhandled_error_handler(unhandled, NULL);
+    weft_dgram *s;
+    int closes = 0;
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, NULL, NULL, &s),
+                     0);
+    weft_dgram_on_close(s, count_close, &closes);
+    ck_assert_int_eq(weft_dgram_connect(s, free_udp_port(), NULL, NULL, NULL),
+                     0);
+    ck_assert_int_eq(weft_dgram_send(s, "x", 1, 0, NULL), 1);
+    tu_run(3000); /* ends because the error closed the socket */
+    weft_set_unhandled_error_handler(NULL, NULL);
+    ck_assert_int_eq(unhandled_seen, 1);
+    ck_assert_int_eq(closes, 1);
+}
+END_TEST
+
+START_TEST(bad_arguments_are_refused)
+{
+    weft_dgram *s = NULL;
+    weft_dgram_options bad = {.family = 5};
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, &bad, NULL, NULL, &s),
+                     WEFT_EINVAL);
+    ck_assert_ptr_null(s);
+    peer p;
+    open_peer(&p, NULL);
+    ck_assert_int_eq(weft_dgram_bind(p.sock, 70000, NULL, NULL, NULL),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 0, "127.0.0.1"),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 9, "example.test"),
+                     WEFT_EINVAL);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(p.sock, &a), WEFT_ENOTRUNNING);
+    int port = bound_port(&p, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_bind(p.sock, 0, NULL, NULL, NULL),
+                     WEFT_ESTATE);
+    peer q;
+    open_peer(&q, NULL);
+    ck_assert_int_eq(weft_dgram_bind(q.sock, port, "127.0.0.1", NULL, NULL),
+                     WEFT_EADDRINUSE);
+    finish(&p, &q);
+}
+END_TEST
+
+/* ---- the send queue ------------------------------------------------------ */
+
+START_TEST(kernel_refusal_queues_sends_counts_them_and_drains_in_order)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    /* sendmsg says EAGAIN twice; the queue's sendmmsg then goes through */
+    fault_arm(FAULT_SEND, 1, 2, EAGAIN);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "a1", 2, 0, NULL), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "b22", 3, 0, NULL), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "c333", 4, 0, NULL), 0);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 3);
+    ck_assert_int_eq(weft_dgram_send_queue_size(cli.sock), 9);
+    ck_assert(spin_until(&srv.messages, 3, 3000));
+    fault_disarm_all();
+    ck_assert_int_eq(fault_injected(FAULT_SEND), 1); /* then it queued */
+    ck_assert(spin_until(&cli.drains, 1, 3000));
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 0);
+    ck_assert_int_eq(weft_dgram_send_queue_size(cli.sock), 0);
+    ck_assert_str_eq(srv.log.buf, "listening,message,message,message");
+    ck_assert(memcmp(srv.last, "c333", 4) == 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "d", 1, 0, NULL), 1);
+    ck_assert(spin_until(&srv.messages, 4, 3000));
+    finish(&srv, &cli);
+    ck_assert_int_eq(cli.drains, 1);
+}
+END_TEST
+
+START_TEST(sends_during_a_name_lookup_wait_in_a_bounded_queue)
+{
+    weft_dgram_options o = {.max_queue = 100};
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, &o);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, "localhost", NULL,
+                                        NULL), 0);
+    char buf[40] = "queued while looking up";
+    int queued = 0, refused = 0;
+    for (int i = 0; i < 5; i++) {
+        int rc = weft_dgram_send(cli.sock, buf, sizeof(buf), 0, NULL);
+        if (rc == 0)
+            queued++;
+        else if (rc == WEFT_ENOBUFS)
+            refused++;
+        else
+            ck_abort_msg("send: %d", rc);
+    }
+    ck_assert_int_eq(queued, 2); /* 80 bytes of 100 */
+    ck_assert_int_eq(refused, 3);
+    ck_assert_int_eq(weft_dgram_send_queue_size(cli.sock), 80);
+    ck_assert(spin_until(&cli.drains, 1, 5000));
+    ck_assert(spin_until(&srv.messages, 2, 3000));
+    finish(&srv, &cli);
+    ck_assert_str_eq(cli.log.buf, "listening,connect,drain,close");
+}
+END_TEST
+
+START_TEST(bind_to_a_name_looks_it_up_then_listens)
+{
+    peer p;
+    open_peer(&p, NULL);
+    ck_assert_int_eq(weft_dgram_bind(p.sock, 0, "localhost", NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(p.sock, &a), WEFT_ENOTRUNNING);
+    int n = 0;
+    while (strstr(p.log.buf, "listening") == NULL && n++ < 400)
+        weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
+    ck_assert_int_eq(weft_dgram_address(p.sock, &a), 0);
+    ck_assert_str_eq(a.address, "127.0.0.1");
+    finish(&p, NULL);
+    ck_assert_str_eq(p.log.buf, "listening,close");
+}
+END_TEST
+
+/* ---- batches, floods, closing inside 'message' ------------------------- */
+
+START_TEST(echo_inside_message_answers_every_datagram_of_a_batch)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    srv.echo = true;
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    /* 150 sent before the server reads: its first read takes 64 */
+    int sent = 0;
+    for (int i = 0; i < 150; i++) {
+        char m[16];
+        int n = snprintf(m, sizeof(m), "m%d", i);
+        sent += weft_dgram_send(cli.sock, m, (size_t)n, 0, NULL) >= 0;
+    }
+    ck_assert_int_eq(sent, 150);
+    ck_assert(spin_until(&cli.messages, 150, 5000));
+    ck_assert(memcmp(cli.last, "m149", 4) == 0);
+    finish(&srv, &cli);
+}
+END_TEST
+
+START_TEST(close_inside_message_stops_delivery_and_closes_once)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    srv.echo = true;
+    srv.close_after = 1;
+    int port = bound_port(&srv, "127.0.0.1");
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(weft_dgram_send(cli.sock, "hi", 2, port, NULL), 1);
+    ck_assert(spin_until(&srv.closes, 1, 3000));
+    /* the echo sent before close() still left */
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    finish(NULL, &cli);
+    ck_assert_int_eq(srv.messages, 1);
+    ck_assert_int_eq(srv.closes, 1);
+    ck_assert_str_eq(srv.log.buf, "listening,message,close");
+}
+END_TEST
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+typedef struct slow {
+    int messages;
+    long long last_tick, worst_gap;
+    int ticks;
+} slow;
+
+static void slow_message(weft_dgram *s, const char *data, size_t len,
+                         const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s;
+    (void)data;
+    (void)len;
+    (void)ri;
+    slow *w = ctx;
+    w->messages++;
+    usleep(20); /* a program slower than the flood */
+}
+
+static void slow_tick(weft_timer *t, void *ctx)
+{
+    (void)t;
+    slow *w = ctx;
+    long long now = now_ms();
+    if (w->last_tick && now - w->last_tick > w->worst_gap)
+        w->worst_gap = now - w->last_tick;
+    w->last_tick = now;
+    w->ticks++;
+}
+
+START_TEST(flood_while_slow_neither_grows_memory_nor_blocks_the_loop)
+{
+    slow w = {0};
+    weft_dgram *srv;
+    weft_dgram_options o = {.recv_buffer_size = 1 << 20};
+    ck_assert_int_eq(
+        weft_dgram_create_socket(tu_loop, &o, slow_message, &w, &srv), 0);
+    ck_assert_int_eq(weft_dgram_bind(srv, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    weft_dgram_address(srv, &a);
+    /* warm up the batch area before measuring memory */
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)a.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    char buf[1200] = {0};
+    for (int i = 0; i < 64; i++)
+        sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&to, sizeof(to));
+    spin_until(&w.messages, 64, 2000);
+    long before = rss_kb();
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* 1.5 s or 300,000 datagrams, whichever first */
+        long long end = now_ms() + 1500;
+        for (int i = 0; i < 300000 && now_ms() < end; i++)
+            sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&to,
+                   sizeof(to));
+        _exit(0);
+    }
+    close(fd);
+    weft_timer *t = weft_set_interval(tu_loop, 10, slow_tick, &w);
+    int done = 0;
+    weft_set_timeout(tu_loop, 2000, after_ms, &done);
+    spin_until(&done, 1, 5000);
+    weft_clear_timer(t);
+    int status;
+    waitpid(pid, &status, 0);
+    long after = rss_kb();
+    weft_dgram_close(srv, NULL, NULL);
+    tu_run(2000);
+    ck_assert_int_gt(w.messages, 1000);
+    /* the timer kept firing: the loop was never held for long (500 ms
+     * leaves room for a busy host; one wake-up reads 256 at most) */
+    ck_assert_int_gt(w.ticks, 50);
+    ck_assert_msg(w.worst_gap < 500, "loop held for %lld ms", w.worst_gap);
+    ck_assert_msg(after - before < 4096, "RSS grew by %ld KiB",
+                  after - before);
+}
+END_TEST
+
+START_TEST(unref_socket_does_not_keep_the_loop_alive)
+{
+    peer p;
+    open_peer(&p, NULL);
+    bound_port(&p, "127.0.0.1");
+    weft_dgram_unref(p.sock);
+    ck_assert_int_eq(weft_loop_run_mode(tu_loop, WEFT_RUN_DEFAULT), 0);
+    ck_assert_str_eq(p.log.buf, "listening");
+    weft_dgram_ref(p.sock);
+    ck_assert(weft_loop_alive(tu_loop));
+    finish(&p, NULL);
+}
+END_TEST
+
+/* ---- GSO and GRO ----------------------------------------------------------- */
+
+typedef struct segs {
+    int messages;
+    size_t sizes[64];
+    bool ok;
+} segs;
+
+static void on_seg(weft_dgram *s, const char *data, size_t len,
+                   const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s;
+    segs *g = ctx;
+    if (g->messages < 64)
+        g->sizes[g->messages] = len;
+    /* every byte of a datagram is its index in the send */
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)data[i] != (unsigned char)(g->messages + 1))
+            g->ok = false;
+    ck_assert(!ri->truncated);
+    ck_assert_int_eq(data[len], '\0');
+    g->messages++;
+}
+
+static void segments_arrive_one_by_one(bool gro)
+{
+    weft_dgram_options o = {.gro = gro};
+    segs g = {.ok = true};
+    weft_dgram *rx, *tx;
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, &o, on_seg, &g, &rx),
+                     0);
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, NULL, NULL, &tx),
+                     0);
+    ck_assert_int_eq(weft_dgram_bind(rx, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    weft_dgram_address(rx, &a);
+    static char buf[12500];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (char)(i / 1200 + 1); /* 10 x 1200, then 500 */
+    ck_assert_int_eq(weft_dgram_send_segments(tx, buf, sizeof(buf), 1200,
+                                              a.port, NULL), 1);
+    ck_assert_int_eq(weft_dgram_send_segments(tx, buf, 70000, 1200, a.port,
+                                              NULL), WEFT_EINVAL);
+    ck_assert(spin_until(&g.messages, 11, 3000));
+    weft_dgram_close(rx, NULL, NULL);
+    weft_dgram_close(tx, NULL, NULL);
+    tu_run(2000);
+    ck_assert_int_eq(g.messages, 11);
+    ck_assert(g.ok);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(g.sizes[i], 1200);
+    ck_assert_int_eq(g.sizes[10], 500);
+}
+
+START_TEST(send_segments_arrive_as_separate_datagrams_with_gro)
+{
+    segments_arrive_one_by_one(true);
+}
+END_TEST
+
+START_TEST(send_segments_arrive_as_separate_datagrams_without_gro)
+{
+    segments_arrive_one_by_one(false);
+}
+END_TEST
+
+/* ---- Node's dgram on the other side -------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int out;
+} child;
+
+static child spawn_node(char *const argv[])
+{
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(p[1], 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    return (child){pid, p[0]};
+}
+
+/* One line of the child's output, turning the loop meanwhile. */
+static bool read_line(child *c, char *buf, size_t size, unsigned ms)
+{
+    size_t n = 0;
+    long long end = now_ms() + ms;
+    while (n + 1 < size && now_ms() < end) {
+        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
+        if (poll(&pfd, 1, 0) <= 0) {
+            weft_loop_run_mode(tu_loop, WEFT_RUN_NOWAIT);
+            usleep(1000);
+            continue;
+        }
+        if (read(c->out, buf + n, 1) <= 0)
+            break;
+        if (buf[n] == '\n') {
+            buf[n] = '\0';
+            return true;
+        }
+        n++;
+    }
+    buf[n] = '\0';
+    return false;
+}
+
+static int reap(child *c)
+{
+    int status = -1;
+    long long end = now_ms() + 10000;
+    while (waitpid(c->pid, &status, WNOHANG) == 0) {
+        if (now_ms() > end) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &status, 0);
+            break;
+        }
+        usleep(5000);
+    }
+    close(c->out);
+    return status;
+}
+
+START_TEST(weft_client_round_trips_with_node_dgram_echo_server)
+{
+    char *argv[] = {"node", NODE_DIR "/dgram_peer.js", "echo", NULL};
+    child c = spawn_node(argv);
+    char line[64];
+    ck_assert_msg(read_line(&c, line, sizeof(line), 10000),
+                  "node printed '%s'", line);
+    int port = atoi(line);
+    ck_assert_int_gt(port, 0);
+    peer cli;
+    open_peer(&cli, NULL);
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    weft_buf b[2] = {{"two ", 4}, {"pieces", 6}};
+    ck_assert_int_eq(weft_dgram_sendv(cli.sock, b, 2, 0, NULL), 1);
+    ck_assert(spin_until(&cli.messages, 1, 5000));
+    ck_assert_int_eq(cli.last_len, 10);
+    ck_assert(memcmp(cli.last, "two pieces", 10) == 0);
+    ck_assert_int_eq(cli.last_ri.port, port);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "bye", 3, 0, NULL), 1);
+    ck_assert(spin_until(&cli.messages, 2, 5000));
+    finish(&cli, NULL);
+    int status = reap(&c);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
+START_TEST(node_dgram_client_round_trips_with_weft_echo_server)
+{
+    peer srv;
+    open_peer(&srv, NULL);
+    srv.echo = true;
+    int port = bound_port(&srv, "127.0.0.1");
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    char *argv[] = {"node", NODE_DIR "/dgram_peer.js", "client", ps, "200",
+                    NULL};
+    child c = spawn_node(argv);
+    char line[64];
+    ck_assert_msg(read_line(&c, line, sizeof(line), 10000),
+                  "node printed '%s'", line);
+    ck_assert_str_eq(line, "ok 200");
+    int status = reap(&c);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_ge(srv.messages, 200);
+    finish(&srv, NULL);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("dgram");
+    TCase *tc = tu_tcase("dgram");
+    tcase_add_test(tc, udp4_round_trip_reports_sender_address_family_and_port);
+    tcase_add_test(tc, udp6_round_trip_reports_sender_address_family_and_port);
+    tcase_add_test(tc,
+                   connected_send_goes_to_the_peer_and_disconnect_forgets_it);
+    tcase_add_test(tc, sendv_pieces_arrive_as_one_datagram);
+    tcase_add_test(
+        tc, datagram_longer_than_max_message_is_reported_truncated_with_size);
+    tcase_add_test(tc,
+                   multicast_on_loopback_join_receive_leave_no_longer_receive);
+    tcase_add_test(tc,
+                   source_specific_multicast_join_receives_from_that_source);
+    tcase_add_test(tc, options_set_and_read_back);
+    tcase_add_test(
+        tc, unreachable_connected_peer_gives_econnrefused_and_stays_open);
+    tcase_add_test(tc, unhandled_error_is_reported_and_closes_the_socket);
+    tcase_add_test(tc, bad_arguments_are_refused);
+    tcase_add_test(
+        tc, kernel_refusal_queues_sends_counts_them_and_drains_in_order);
+    tcase_add_test(tc, sends_during_a_name_lookup_wait_in_a_bounded_queue);
+    tcase_add_test(tc, bind_to_a_name_looks_it_up_then_listens);
+    tcase_add_test(tc, echo_inside_message_answers_every_datagram_of_a_batch);
+    tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
+    tcase_add_test(tc,
+                   flood_while_slow_neither_grows_memory_nor_blocks_the_loop);
+    tcase_add_test(tc, unref_socket_does_not_keep_the_loop_alive);
+    tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_with_gro);
+    tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_without_gro);
+    tcase_add_test(tc, weft_client_round_trips_with_node_dgram_echo_server);
+    tcase_add_test(tc, node_dgram_client_round_trips_with_weft_echo_server);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
