@@ -638,7 +638,9 @@ typedef struct weft_credentials_options {
      *
      * session_tickets (server): TLS 1.3 tickets sent after each full
      * handshake, for clients to resume with. 0: OpenSSL's default (2);
-     * -1: none (and no TLS 1.2 tickets either); N: N.
+     * -1: none; N: N. (A TLS 1.2 client that asks for a ticket still
+     * gets one: refusing it would make OpenSSL keep a server-side
+     * session cache instead, which costs more.)
      */
     int handshake_timeout_ms;
     int session_tickets;

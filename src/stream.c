@@ -363,7 +363,11 @@ static void send_fin(weft_stream *s)
             return;
         }
     }
-    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+    /* A TLS peer that has ended already: maybe_finish() closes the fd
+     * right below, and close() sends the FIN; shutdown() would be one
+     * more syscall per connection for nothing. */
+    bool closing_now = s->tls != NULL && has(s, F_PEER_ENDED);
+    if (!closing_now && shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
         fail(s, weft__err(errno), "shutdown", NULL);
         return;
     }

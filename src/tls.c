@@ -949,7 +949,6 @@ static int configure(weft_credentials *c, const weft_credentials_options *o,
     }
     if (o->session_tickets == -1) {
         SSL_CTX_set_num_tickets(ctx, 0);
-        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     } else if (o->session_tickets > 0) {
         SSL_CTX_set_num_tickets(ctx, (size_t)o->session_tickets);
     }
