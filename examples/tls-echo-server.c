@@ -10,6 +10,8 @@
  * gets "hello <who>\r\n" once the handshake is done, its bytes echoed,
  * and "goodbye\r\n" when it ends its side (end() sends close_notify).
  * Backpressure and SIGINT/SIGTERM are handled as in echo-server.c.
+ * TLS_SESSION_TICKETS=N in the environment sets the TLS 1.3 session
+ * tickets sent per handshake (-1: none; default: OpenSSL's 2).
  *
  * Try it with the test certificates:
  *
@@ -160,6 +162,9 @@ int main(int argc, char **argv)
     o.key_file = argv[2];
     o.ca_file = ca;
     o.passphrase = getenv("TLS_KEY_PASSPHRASE");
+    const char *tickets = getenv("TLS_SESSION_TICKETS");
+    if (tickets != NULL)
+        o.session_tickets = atoi(tickets);
     char why[256];
     int err;
     creds = weft_credentials_new(&o, true, &err, why, sizeof(why));

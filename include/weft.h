@@ -730,6 +730,23 @@ typedef struct weft_credentials_options {
     int min_version;          /* 0 or WEFT_TLS1_2: TLS 1.2; WEFT_TLS1_3 */
     const char *alpn;         /* protocols by preference: "h2,http/1.1" */
     unsigned flags;           /* enum weft_tls_flags */
+    /*
+     * Fields added later; a zeroed struct keeps the defaults.
+     *
+     * handshake_timeout_ms: a handshake not finished this long after it
+     * began (the TCP connection, on either side) ends in 'error'
+     * WEFT_ETIMEDOUT, then 'close'(true). 0: the default, 120000 (Node's
+     * handshakeTimeout; unlike Node's, it closes the connection); -1:
+     * none.
+     *
+     * session_tickets (server): TLS 1.3 tickets sent after each full
+     * handshake, for clients to resume with. 0: OpenSSL's default (2);
+     * -1: none; N: N. (A TLS 1.2 client that asks for a ticket still
+     * gets one: refusing it would make OpenSSL keep a server-side
+     * session cache instead, which costs more.)
+     */
+    int handshake_timeout_ms;
+    int session_tickets;
 } weft_credentials_options;
 
 /*

@@ -78,8 +78,9 @@ enum stream_flag {
     F_SECURE = 1u << 19, /* handshake done: 'secure' emitted */
     F_NOTIFY_PENDING = 1u << 20, /* close_notify waits for room */
     F_END_PENDING = 1u << 21, /* paused by the last 'data': 'end' waits */
-    F_ADOPTED = 1u << 22,    /* weft_stream_open(): no connect, no server */
-    F_TLS_SERVER = 1u << 23, /* an adopted stream given server creds */
+    F_TLS_OUT = 1u << 22, /* ciphertext held by the TLS BIO waits for room */
+    F_ADOPTED = 1u << 23,    /* weft_stream_open(): no connect, no server */
+    F_TLS_SERVER = 1u << 24, /* an adopted stream given server creds */
 };
 
 /* Options that survive a reconnect of the same stream. */
@@ -108,6 +109,14 @@ enum stream_bits {
  * stream reads again from the pending phase rather than starving others.
  */
 #define TLS_READ_BUDGET 16
+
+/*
+ * A TLS connection with no reads or writes for this long gives OpenSSL's
+ * record buffers back (about 34 KiB; decision 4). Freeing them per record
+ * (SSL_MODE_RELEASE_BUFFERS) cost 2-3% of the CPU of small exchanges;
+ * after a second of silence the next record's allocation is noise.
+ */
+#define TLS_IDLE_MS 1000
 
 enum stream_event {
 #define WEFT_STR_EV_(ev, type) EV_##ev,
@@ -141,6 +150,10 @@ typedef struct stream_extra {
     weft_credentials *creds; /* TLS: held from setSecure() to teardown */
     char *servername;        /* TLS client: SNI and hostname check */
     weft__later read_again;  /* TLS: read budget spent, records wait */
+    /* TLS: the handshake's deadline until 'secure', then the check that
+     * gives an idle connection's record buffers back */
+    weft__timer tls_timer;
+    uint64_t tls_active; /* loop time of the last TLS read or write */
 } stream_extra;
 
 struct weft_stream {
@@ -167,7 +180,8 @@ struct weft_stream {
 };
 
 static void on_io(weft__io *io, unsigned events);
-static void drive_handshake(weft_stream *s);
+static void drive_handshake(weft_stream *s, unsigned events);
+static void tls_touch(weft_stream *s);
 static void flush(weft_stream *s);
 static void teardown(weft_stream *s);
 
@@ -284,6 +298,7 @@ static void teardown(weft_stream *s)
     s->corked = 0;
     if (s->x != NULL) {
         weft__timer_disarm(s->h.loop, &s->x->idle);
+        weft__timer_disarm(s->h.loop, &s->x->tls_timer);
         weft__later_cancel(&s->x->read_again);
     }
 }
@@ -362,7 +377,11 @@ static void send_fin(weft_stream *s)
             return;
         }
     }
-    if (shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+    /* A TLS peer that has ended already: maybe_finish() closes the fd
+     * right below, and close() sends the FIN; shutdown() would be one
+     * more syscall per connection for nothing. */
+    bool closing_now = s->tls != NULL && has(s, F_PEER_ENDED);
+    if (!closing_now && shutdown(s->io.fd, SHUT_WR) < 0 && errno != ENOTCONN) {
         fail(s, weft__err(errno), "shutdown", NULL);
         return;
     }
@@ -442,6 +461,7 @@ static ssize_t transport_read(weft_stream *s, char *buf, size_t len)
         ssize_t n = weft__tls_read(s->tls, buf, len, &want);
         if (n == WEFT_EAGAIN)
             s->rwant = (uint8_t)want;
+        tls_touch(s);
         return n;
     }
     ssize_t n = read(s->io.fd, buf, len);
@@ -514,7 +534,7 @@ static void update_io(weft_stream *s)
         if (has(s, F_READABLE) && !has(s, F_PAUSED))
             want |= s->rwant;
         if ((s->wq_head != NULL && s->corked == 0) ||
-            has(s, F_NOTIFY_PENDING))
+            has(s, F_NOTIFY_PENDING | F_TLS_OUT))
             want |= s->wwant;
     }
     int err = weft__io_set(s->h.loop, &s->io, want);
@@ -598,6 +618,20 @@ static void consume(weft_stream *s, size_t n)
 /* TLS has no writev: records are written one chunk at a time. */
 static bool flush_tls(weft_stream *s)
 {
+    tls_touch(s);
+    if (has(s, F_TLS_OUT)) { /* held ciphertext goes first */
+        unsigned want = 0;
+        int r = weft__tls_flush(s->tls, &want);
+        if (r == WEFT_EAGAIN) {
+            s->wwant = (uint8_t)want;
+            return true;
+        }
+        if (r < 0) {
+            fail(s, r, "write", weft__tls_error(s->tls));
+            return false;
+        }
+        s->flags &= ~F_TLS_OUT;
+    }
     while (s->wq_head != NULL) {
         chunk *c = s->wq_head;
         unsigned want = 0;
@@ -669,7 +703,7 @@ static void emit_drain(weft_stream *s)
 /* Writes the queue; once it is empty, 'drain' (if owed) and the FIN. */
 static void flush(weft_stream *s)
 {
-    if (!write_queue(s) || s->wq_head != NULL)
+    if (!write_queue(s) || s->wq_head != NULL || has(s, F_TLS_OUT))
         return;
     emit_drain(s);
     if (has(s, F_DESTROYED) || s->wq_head != NULL)
@@ -727,6 +761,7 @@ int weft_stream_write(weft_stream *s, const void *data, size_t len)
     ssize_t w;
     if (s->tls != NULL) {
         unsigned want = 0;
+        tls_touch(s);
         w = weft__tls_write(s->tls, data, len, &want);
         if (w == WEFT_EAGAIN) {
             s->wwant = (uint8_t)want;
@@ -789,8 +824,9 @@ int weft_stream_writev(weft_stream *s, const weft_buf *bufs, size_t n)
      * pieces in turn, which is the same byte stream; the result is the
      * last one's (0 as soon as anything was queued, since the rest queues
      * behind). */
-    if (s->tls != NULL || n > WRITE_IOV || has(s, F_CONNECTING) ||
-        s->wq_head != NULL || s->corked > 0) {
+    if (s->tls != NULL || n > WRITE_IOV ||
+        has(s, F_CONNECTING | F_HANDSHAKING) || s->wq_head != NULL ||
+        s->corked > 0) {
         int r = 1;
         for (size_t i = 0; i < n; i++) {
             if (bufs[i].len == 0)
@@ -1008,12 +1044,12 @@ static void on_io(weft__io *io, unsigned events)
 {
     weft_stream *s = WEFT__CONTAINER_OF(io, weft_stream, io);
     if (has(s, F_HANDSHAKING)) {
-        drive_handshake(s);
+        drive_handshake(s, events);
         return;
     }
     if ((events & s->wwant) &&
         ((s->wq_head != NULL && s->corked == 0) ||
-         has(s, F_NOTIFY_PENDING))) {
+         has(s, F_NOTIFY_PENDING | F_TLS_OUT))) {
         flush(s);
         if (has(s, F_DESTROYED))
             return;
@@ -1526,9 +1562,83 @@ weft_loop *weft_stream_loop(const weft_stream *s)
  *
  * While HANDSHAKING, writes queue as while connecting, and readiness of
  * either kind drives the handshake (OpenSSL says which it needs next).
+ *
+ * A server's session is made only when the client's first bytes arrive
+ * (decision 19): until then an accepted TLS connection costs what a plain
+ * one does, plus its credentials reference and its handshake deadline.
+ * That deadline (the credentials' handshake_timeout_ms, 120 s by default)
+ * runs from setSecure() on an open stream, or from connect().
  */
-static void drive_handshake(weft_stream *s)
+static void hs_timeout_fire(weft__timer *t)
 {
+    stream_extra *x = WEFT__CONTAINER_OF(t, stream_extra, tls_timer);
+    char why[64];
+    snprintf(why, sizeof(why), "TLS handshake timeout (%u ms)",
+             weft__tls_handshake_timeout(x->creds));
+    fail(x->s, WEFT_ETIMEDOUT, "handshake", why);
+}
+
+/* Idle since tls_active + TLS_IDLE_MS: OpenSSL's buffers go back, and the
+ * check stops until the next read or write (tls_touch). */
+static void tls_idle_fire(weft__timer *t)
+{
+    stream_extra *x = WEFT__CONTAINER_OF(t, stream_extra, tls_timer);
+    weft_stream *s = x->s;
+    weft_loop *loop = s->h.loop;
+    uint64_t due = x->tls_active + TLS_IDLE_MS;
+    if (s->tls == NULL)
+        return;
+    if (due > loop->now)
+        weft__timer_arm(loop, t, due);
+    else if (!weft__tls_free_buffers(s->tls))
+        weft__timer_arm(loop, t, loop->now + TLS_IDLE_MS);
+}
+
+/* A TLS read or write: the connection is not idle. One store, and a
+ * timer armed only after the buffers were given back. */
+static void tls_touch(weft_stream *s)
+{
+    stream_extra *x = s->x;
+    weft_loop *loop = s->h.loop;
+    x->tls_active = loop->now;
+    if (!weft__timer_armed(&x->tls_timer))
+        weft__timer_arm(loop, &x->tls_timer, loop->now + TLS_IDLE_MS);
+}
+
+/* Sends the handshake's last flight with what 'secure' wrote (tls.h). */
+static void release_held(weft_stream *s)
+{
+    unsigned want = 0;
+    int r = weft__tls_flush(s->tls, &want);
+    if (r == WEFT_EAGAIN) {
+        s->flags |= F_TLS_OUT;
+        s->wwant = (uint8_t)want;
+        update_io(s);
+        return;
+    }
+    if (r < 0) {
+        fail(s, r, "write", weft__tls_error(s->tls));
+        return;
+    }
+    if (has(s, F_NOTIFY_PENDING) && s->wq_head == NULL)
+        send_fin(s); /* end() in 'secure': close_notify was held too */
+}
+
+/* `events`: what on_io saw ready, 0 from the pending phase. */
+static void drive_handshake(weft_stream *s, unsigned events)
+{
+    if (s->tls == NULL) {
+        /* Server: no session before the client has sent something. */
+        if (!(events & WEFT__IO_READ)) {
+            update_io(s);
+            return;
+        }
+        int err = weft__tls_new(s->x->creds, s->io.fd, true, NULL, &s->tls);
+        if (err < 0) {
+            fail(s, err, "setSecure", NULL);
+            return;
+        }
+    }
     unsigned want = 0;
     int r = weft__tls_handshake(s->tls, &want);
     if (r == WEFT_EAGAIN) {
@@ -1544,10 +1654,17 @@ static void drive_handshake(weft_stream *s)
     s->flags |= F_SECURE;
     s->rwant = WEFT__IO_READ;
     s->wwant = WEFT__IO_WRITE;
+    weft_loop *loop = s->h.loop;
+    stream_extra *x = s->x;
+    weft__timer_disarm(loop, &x->tls_timer);
+    x->tls_timer.fn = tls_idle_fire;
+    tls_touch(s);
     touch(s);
     update_io(s);
     if (has(s, F_DESTROYED))
         return;
+    /* The last flight is held (tls.h); what the listeners write, and
+     * what was queued during the handshake, joins it. */
     WEFT__EMIT(&s->em, EV_secure, weft_stream_secure_cb, s);
     if (has(s, F_DESTROYED))
         return;
@@ -1555,6 +1672,9 @@ static void drive_handshake(weft_stream *s)
         flush(s);
     else if (has(s, F_ENDING))
         send_fin(s);
+    if (has(s, F_DESTROYED))
+        return;
+    release_held(s);
     /* Application data may have arrived with the handshake's last flight
      * and already sit decrypted inside OpenSSL. */
     if (!has(s, F_DESTROYED) && weft__tls_pending(s->tls))
@@ -1571,15 +1691,25 @@ static bool tls_server_side(const weft_stream *s)
 static void start_tls(weft_stream *s)
 {
     s->flags &= ~F_TLS_WANTED;
-    bool server_side = tls_server_side(s);
-    int err = weft__tls_new(s->x->creds, s->io.fd, server_side,
-                            server_side ? NULL : s->x->servername, &s->tls);
-    if (err < 0) {
-        fail(s, err, "setSecure", NULL);
-        return;
+    stream_extra *x = s->x;
+    /* A server makes its session when the client's first bytes arrive
+     * (drive_handshake): nothing is allocated for a silent peer. */
+    if (!tls_server_side(s)) {
+        int err = weft__tls_new(x->creds, s->io.fd, false, x->servername,
+                                &s->tls);
+        if (err < 0) {
+            fail(s, err, "setSecure", NULL);
+            return;
+        }
     }
     s->flags |= F_HANDSHAKING;
-    s->hswant = s->server ? WEFT__IO_READ : WEFT__IO_WRITE;
+    s->hswant = tls_server_side(s) ? WEFT__IO_READ : WEFT__IO_WRITE;
+    unsigned ms = weft__tls_handshake_timeout(x->creds);
+    if (ms > 0) {
+        weft_loop *loop = s->h.loop;
+        x->tls_timer.fn = hs_timeout_fire;
+        weft__timer_arm(loop, &x->tls_timer, weft__deadline(loop->now, ms));
+    }
     /* The first step runs from the loop, never inside the caller. */
     weft__handle_defer(&s->h, B_HANDSHAKE);
 }
@@ -1591,8 +1721,10 @@ int weft_stream_set_secure(weft_stream *s, weft_credentials *creds)
     /* STARTTLS: legal at any point of an open plain stream. Bytes the
      * program already received stay plaintext; everything read after
      * this call goes to TLS. Plaintext still queued would be sent after
-     * the handshake began, inside it: refused, retry from 'drain'. */
-    if (s->tls != NULL || has(s, F_TLS_WANTED | F_DESTROYED))
+     * the handshake began, inside it: refused, retry from 'drain'. A
+     * server waiting for its client's first bytes has no session yet but
+     * is handshaking already. */
+    if (s->tls != NULL || has(s, F_TLS_WANTED | F_HANDSHAKING | F_DESTROYED))
         return WEFT_ESTATE;
     if (s->wq_head != NULL && has(s, F_CONNECTED))
         return WEFT_EBUSY;
@@ -1698,7 +1830,7 @@ void weft__stream_pending(weft__handle *h, unsigned bits)
     if ((bits & B_OPEN) && has(s, F_CONNECTED))
         update_io(s);
     if ((bits & B_HANDSHAKE) && has(s, F_HANDSHAKING))
-        drive_handshake(s);
+        drive_handshake(s, 0);
     if ((bits & B_READ) && has(s, F_CONNECTED) && !has(s, F_HANDSHAKING))
         do_read(s);
     if ((bits & B_DRAIN) && s->wq_head == NULL && !has(s, F_DESTROYED))

@@ -71,6 +71,20 @@
  */
 #define RECORDS_PER_READ 64
 
+/*
+ * Bytes the socket BIO holds back while a handshake step and the
+ * 'secure' listeners run (see "Holding the last flight" below). A
+ * handshake flight with a long RSA chain is 5 to 8 KiB; past this much
+ * the BIO sends what it holds and stops holding: a big first write does
+ * not wait for a delayed ACK anyway (Nagle sends full segments), and its
+ * ciphertext must not pile up here.
+ */
+#define HOLD_MAX (32u * 1024)
+
+/* The handshake timeout when the credentials leave it at 0 (Node's
+ * handshakeTimeout). */
+#define HANDSHAKE_TIMEOUT_MS 120000
+
 /* ---- credentials --------------------------------------------------------- */
 
 typedef struct sni_entry {
@@ -87,6 +101,7 @@ struct weft_credentials {
     size_t alpn_len;
     sni_entry *sni;
     size_t sni_n;
+    unsigned handshake_timeout_ms; /* 0: none */
 };
 
 /* ---- a session ----------------------------------------------------------- */
@@ -107,7 +122,10 @@ struct weft__tls {
     bool no_host;  /* a name check was wanted but there is no name */
     bool no_cert;  /* the handshake failed for want of a certificate */
     bool fatal;    /* OpenSSL gave a fatal error: no close_notify */
-    bool shut;     /* close_notify is out */
+    bool shut;     /* close_notify is out (or held in `out`) */
+    bool holding;  /* the BIO keeps what OpenSSL writes in `out` */
+    char *out;     /* ciphertext held or not yet taken by the kernel */
+    size_t out_off, out_len, out_cap;
     char alpn[256];
     char err[256];
 };
@@ -181,10 +199,86 @@ static weft__tls *sock_tls(BIO *b)
     return BIO_get_data(b);
 }
 
+/*
+ * Holding the last flight. A handshake step may end the handshake and
+ * write its last flight (the server's TLS 1.3 session tickets, the TLS
+ * 1.2 server's Finished, a client's Finished); the program then writes
+ * its first bytes from 'secure'. Sent apart, the second send waits for
+ * the peer's delayed ACK under Nagle: 40 ms on Linux. So while a
+ * handshake step runs (and, when it completes, while the 'secure'
+ * listeners run) the BIO appends what OpenSSL writes to `out`, and
+ * weft__tls_release() sends it in one send. A step that does not
+ * complete the handshake is released at once: its flight leaves in one
+ * send instead of one per record.
+ *
+ * `out` also keeps what the kernel did not take of such a send; while
+ * it is not empty, a write goes behind it (or waits, retry), so bytes
+ * never overtake each other.
+ */
+static int out_append(weft__tls *t, const char *data, size_t len)
+{
+    if (t->out_len + len > t->out_cap) {
+        size_t cap = t->out_cap ? t->out_cap : 4096;
+        while (cap < t->out_len + len)
+            cap *= 2;
+        char *p = realloc(t->out, cap);
+        if (p == NULL)
+            return -1;
+        t->out = p;
+        t->out_cap = cap;
+    }
+    memcpy(t->out + t->out_len, data, len);
+    t->out_len += len;
+    return 0;
+}
+
+/* Sends what `out` holds: 0 when it is empty, WEFT_EAGAIN, or -errno. */
+static int out_flush(weft__tls *t)
+{
+    while (t->out_off < t->out_len) {
+        ssize_t n = send(t->fd, t->out + t->out_off, t->out_len - t->out_off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return WEFT_EAGAIN;
+            return weft__err(errno);
+        }
+        t->out_off += (size_t)n;
+    }
+    /* Empty: the buffer goes back; most connections need it once. */
+    free(t->out);
+    t->out = NULL;
+    t->out_off = t->out_len = t->out_cap = 0;
+    return 0;
+}
+
 static int sock_write(BIO *b, const char *data, size_t len, size_t *written)
 {
     BIO_clear_retry_flags(b);
-    ssize_t n = send(sock_tls(b)->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    weft__tls *t = sock_tls(b);
+    if (t->holding && t->out_len + len <= HOLD_MAX) {
+        if (out_append(t, data, len) < 0) {
+            errno = ENOMEM;
+            return 0;
+        }
+        *written = len;
+        return 1;
+    }
+    t->holding = false;
+    if (t->out_len > 0) {
+        int r = out_flush(t);
+        if (r == WEFT_EAGAIN) {
+            BIO_set_retry_write(b);
+            return 0;
+        }
+        if (r < 0) {
+            errno = -r;
+            return 0;
+        }
+    }
+    ssize_t n = send(t->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             BIO_set_retry_write(b);
@@ -835,6 +929,30 @@ static int configure(weft_credentials *c, const weft_credentials_options *o,
     if (o->alpn != NULL && parse_alpn(o->alpn, c, ce) < 0)
         return -1;
 
+    if (o->handshake_timeout_ms < -1) {
+        cred_fail(ce, WEFT_EINVAL,
+                  "handshake_timeout_ms: 0 (default), -1 (none) or a delay, "
+                  "not %d",
+                  o->handshake_timeout_ms);
+        return -1;
+    }
+    c->handshake_timeout_ms =
+        o->handshake_timeout_ms == 0    ? HANDSHAKE_TIMEOUT_MS
+        : o->handshake_timeout_ms == -1 ? 0
+                                        : (unsigned)o->handshake_timeout_ms;
+    if (o->session_tickets < -1) {
+        cred_fail(ce, WEFT_EINVAL,
+                  "session_tickets: 0 (default), -1 (none) or a count, not "
+                  "%d",
+                  o->session_tickets);
+        return -1;
+    }
+    if (o->session_tickets == -1) {
+        SSL_CTX_set_num_tickets(ctx, 0);
+    } else if (o->session_tickets > 0) {
+        SSL_CTX_set_num_tickets(ctx, (size_t)o->session_tickets);
+    }
+
     if (c->is_server) {
         if ((o->flags & WEFT_TLS_REQUIRE_PEER_CERT) && !have_ca) {
             cred_fail(ce, WEFT_EINVAL,
@@ -905,15 +1023,17 @@ weft_credentials *weft_credentials_new(const weft_credentials_options *opts,
      * Renegotiation is refused (a TLS 1.2 peer asking for it gets an
      * alert, and the read that sees it fails). Partial writes let a big
      * write go out record by record; the buffer may move between retries
-     * because the stream's queue is reallocated. Idle connections give
-     * their record buffers back (decision 4). The chain sent is exactly
+     * because the stream's queue is reallocated. Record buffers are kept
+     * while the connection is busy (SSL_MODE_RELEASE_BUFFERS would free
+     * and allocate ~17 KiB twice per record); the stream gives them back
+     * once it has been idle a while (weft__tls_free_buffers, decision
+     * 4). The chain sent is exactly
      * the cert input's: without NO_AUTO_CHAIN a server holding CA
      * certificates (for its clients) would append them to its own chain.
      */
     SSL_CTX_set_options(c->ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_RELEASE_BUFFERS |
                                  SSL_MODE_NO_AUTO_CHAIN);
     if (configure(c, opts ? opts : &none, &ce) < 0) {
         credentials_free(c);
@@ -975,6 +1095,11 @@ int weft_credentials_add_sni(weft_credentials *server, const char *name,
 bool weft__tls_is_server_creds(const weft_credentials *c)
 {
     return c != NULL && c->is_server;
+}
+
+unsigned weft__tls_handshake_timeout(const weft_credentials *c)
+{
+    return c != NULL ? c->handshake_timeout_ms : 0;
 }
 
 /* ---- sessions ------------------------------------------------------------ */
@@ -1070,6 +1195,7 @@ void weft__tls_free(weft__tls *t)
     if (t == NULL)
         return;
     SSL_free(t->ssl); /* frees the BIO; the fd is the stream's */
+    free(t->out);
     weft_credentials_unref(t->sni);
     weft_credentials_unref(t->creds);
     free(t->servername);
@@ -1133,12 +1259,18 @@ static int io_error(weft__tls *t, int ret, int sys_errno, enum tls_op op,
     unsigned long ec = ERR_peek_error();
     switch (e) {
     case SSL_ERROR_WANT_READ:
+        if (ec != 0)
+            ERR_clear_error();
         *want = WEFT__IO_READ;
         return WEFT_EAGAIN;
     case SSL_ERROR_WANT_WRITE:
+        if (ec != 0)
+            ERR_clear_error();
         *want = WEFT__IO_WRITE;
         return WEFT_EAGAIN;
     case SSL_ERROR_ZERO_RETURN:
+        if (ec != 0)
+            ERR_clear_error();
         if (op == OP_READ) {
             set_msg(t->err, sizeof(t->err), "the peer sent close_notify");
             return 0;
@@ -1198,6 +1330,33 @@ static int io_error(weft__tls *t, int ret, int sys_errno, enum tls_op op,
     return WEFT_ETLS;
 }
 
+/*
+ * OpenSSL's error queue is per thread and SSL_get_error() reads it, so it
+ * must be empty before an SSL call. weft empties it whenever a call
+ * failed (io_error), so it is nearly always empty already: peeking is
+ * much cheaper than ERR_clear_error() before every call, and still
+ * clears what the program's own OpenSSL calls may have left there.
+ */
+static inline void errors_forgotten(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
+/* A failed send of held bytes, as io_error words a failed syscall. */
+static int out_failed(weft__tls *t, int code, enum tls_op op)
+{
+    t->fatal = true;
+    set_msg(t->err, sizeof(t->err), "%s: %s", op_name(op), strerror(-code));
+    return code;
+}
+
+/*
+ * A step of the handshake, holding what it writes (see "Holding the last
+ * flight"): a step that completes it keeps holding until the stream has
+ * run its 'secure' listeners and calls weft__tls_flush(); any other step
+ * sends its flight at once.
+ */
 int weft__tls_handshake(weft__tls *t, unsigned *want)
 {
     *want = 0;
@@ -1205,14 +1364,58 @@ int weft__tls_handshake(weft__tls *t, unsigned *want)
         return 0;
     if (t->fatal)
         return WEFT_ETLS;
-    ERR_clear_error();
+    if (t->out_len > 0) { /* the last flight, partly taken */
+        int f = out_flush(t);
+        if (f == WEFT_EAGAIN) {
+            *want = WEFT__IO_WRITE;
+            return WEFT_EAGAIN;
+        }
+        if (f < 0)
+            return out_failed(t, f, OP_HANDSHAKE);
+    }
+    errors_forgotten();
     errno = 0;
+    t->holding = true;
     int r = SSL_do_handshake(t->ssl);
     int code = r == 1 ? 0 : io_error(t, r, errno, OP_HANDSHAKE, want);
-    if (code < 0)
+    if (code == 0) {
+        t->done = true;
+        return 0;
+    }
+    t->holding = false;
+    int f = out_flush(t); /* the flight, or the alert of a failure */
+    if (code != WEFT_EAGAIN)
         return code;
-    t->done = true;
-    return 0;
+    if (f == WEFT_EAGAIN)
+        *want = WEFT__IO_WRITE;
+    else if (f < 0)
+        return out_failed(t, f, OP_HANDSHAKE);
+    return WEFT_EAGAIN;
+}
+
+int weft__tls_flush(weft__tls *t, unsigned *want)
+{
+    *want = 0;
+    t->holding = false;
+    if (t->out_len == 0)
+        return 0;
+    int f = out_flush(t);
+    if (f == WEFT_EAGAIN)
+        *want = WEFT__IO_WRITE;
+    else if (f < 0)
+        return out_failed(t, f, OP_WRITE);
+    return f;
+}
+
+bool weft__tls_flush_pending(const weft__tls *t)
+{
+    return t != NULL && t->out_len > 0;
+}
+
+bool weft__tls_free_buffers(weft__tls *t)
+{
+    /* SSL_free_buffers() refuses while a record waits in either buffer. */
+    return t->out_len == 0 && !t->holding && SSL_free_buffers(t->ssl) == 1;
 }
 
 /*
@@ -1238,7 +1441,7 @@ ssize_t weft__tls_read(weft__tls *t, char *buf, size_t len, unsigned *want)
     int records = 0;
     while (got < len) {
         size_t n = 0;
-        ERR_clear_error();
+        errors_forgotten();
         errno = 0;
         if (SSL_read_ex(t->ssl, buf + got, len - got, &n)) {
             got += n;
@@ -1283,7 +1486,7 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
     ssize_t result = 0;
     while (done < len) {
         size_t n = 0;
-        ERR_clear_error();
+        errors_forgotten();
         errno = 0;
         if (SSL_write_ex(t->ssl, buf + done, len - done, &n)) {
             done += n;
@@ -1304,8 +1507,9 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
  */
 int weft__tls_shutdown(weft__tls *t)
 {
-    if (t->shut)
-        return 0;
+    unsigned want;
+    if (t->shut) /* the alert may still be held: it leaves first */
+        return t->holding ? WEFT_EAGAIN : weft__tls_flush(t, &want);
     if (t->fatal) {
         set_msg(t->err, sizeof(t->err),
                 "no close_notify after a fatal TLS error");
@@ -1316,14 +1520,15 @@ int weft__tls_shutdown(weft__tls *t)
                 "close_notify before the handshake completed");
         return WEFT_ESTATE;
     }
-    ERR_clear_error();
+    errors_forgotten();
     errno = 0;
     int r = SSL_shutdown(t->ssl);
-    unsigned want = 0;
     int code = r >= 0 ? 0 : io_error(t, r, errno, OP_SHUTDOWN, &want);
-    if (code == 0)
-        t->shut = true;
-    return code;
+    if (code < 0)
+        return code;
+    t->shut = true;
+    /* Held (end() inside 'secure'): the FIN must wait for the flush. */
+    return t->holding ? WEFT_EAGAIN : weft__tls_flush(t, &want);
 }
 
 bool weft__tls_pending(const weft__tls *t)

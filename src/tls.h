@@ -30,9 +30,31 @@ int weft__tls_new(weft_credentials *creds, int fd, bool is_server,
                   const char *servername, weft__tls **out);
 void weft__tls_free(weft__tls *t);
 
-/* 0 when the handshake is complete (verification included), WEFT_EAGAIN,
- * or WEFT_ETLS / WEFT_ECERT / -errno. */
+/*
+ * 0 when the handshake is complete (verification included), WEFT_EAGAIN,
+ * or WEFT_ETLS / WEFT_ECERT / -errno. When it completes, what the last
+ * step wrote (the last flight: tickets, Finished) is held back, and so is
+ * everything written after it, until weft__tls_flush(): the stream calls
+ * it once its 'secure' listeners have run, so that their first bytes and
+ * the last flight leave in one send (no delayed-ACK stall under Nagle).
+ */
 int weft__tls_handshake(weft__tls *t, unsigned *want);
+
+/* Stops holding and sends what is held: 0 when all of it is out,
+ * WEFT_EAGAIN (want WRITE: call again once writable) or -errno. */
+int weft__tls_flush(weft__tls *t, unsigned *want);
+
+/* Bytes weft__tls_flush() could not send yet. */
+bool weft__tls_flush_pending(const weft__tls *t);
+
+/* Gives OpenSSL's record buffers (~17 KiB each way) back, for an idle
+ * connection; false if records still wait in them (try later). The next
+ * read or write allocates them again. */
+bool weft__tls_free_buffers(weft__tls *t);
+
+/* What the credentials ask of the handshake's duration, in ms; 0: no
+ * limit. */
+unsigned weft__tls_handshake_timeout(const weft_credentials *c);
 
 /*
  * Plaintext into `buf`. > 0: bytes; 0: the peer sent close_notify (a
@@ -50,8 +72,8 @@ ssize_t weft__tls_write(weft__tls *t, const char *buf, size_t len,
                         unsigned *want);
 
 /* Sends close_notify (once); does not wait for the peer's. 0, WEFT_EAGAIN
- * (no room for the alert: call again once the socket is writable), or an
- * error. */
+ * (no room for the alert, or it is held until weft__tls_flush(): call
+ * again once the socket is writable), or an error. */
 int weft__tls_shutdown(weft__tls *t);
 
 /* Records (decrypted or not) or an owed result are buffered inside

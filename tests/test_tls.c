@@ -665,10 +665,12 @@ static void transport_pair(weft__tls **srv, weft__tls **cli, int fds[2],
     int rs = WEFT_EAGAIN, rc = WEFT_EAGAIN;
     for (int i = 0; i < 1000 && (rs != 0 || rc != 0); i++) {
         unsigned want;
-        if (rc != 0)
-            rc = weft__tls_handshake(*cli, &want);
-        if (rs != 0)
-            rs = weft__tls_handshake(*srv, &want);
+        /* A completed handshake holds its last flight until flushed
+         * (tls.h), as the stream does after 'secure'. */
+        if (rc != 0 && (rc = weft__tls_handshake(*cli, &want)) == 0)
+            ck_assert_int_eq(weft__tls_flush(*cli, &want), 0);
+        if (rs != 0 && (rs = weft__tls_handshake(*srv, &want)) == 0)
+            ck_assert_int_eq(weft__tls_flush(*srv, &want), 0);
         ck_assert(rc == 0 || rc == WEFT_EAGAIN);
         ck_assert(rs == 0 || rs == WEFT_EAGAIN);
     }
@@ -1499,6 +1501,285 @@ START_TEST(handshake_flood_that_never_finishes_is_reclaimed_by_timeouts)
     ck_assert_int_eq(f.closes, FLOOD);
     ck_assert_int_eq(f.secures, 0);
     weft_credentials_unref(f.creds);
+}
+END_TEST
+
+/* ---- first bytes, silent peers, the handshake deadline ------------------- */
+
+/*
+ * The server's last flight (TLS 1.3 tickets, TLS 1.2 Finished) and the
+ * greeting it writes in 'secure' leave in one send: sent apart, the
+ * greeting waits for the client's delayed ACK under Nagle (42 ms). The
+ * client is a forked OpenSSL, so only the server's sends are counted:
+ * from accept to the client's first bytes, one send for the first
+ * flight and one for the rest.
+ */
+static struct {
+    weft_credentials *creds;
+    long sends0, sends1;
+    int secured, got;
+} fb;
+
+static void fb_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    fb.secured++;
+    ck_assert_int_eq(weft_stream_write_string(s, "hello\r\n", NULL), 1);
+}
+
+static void fb_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)d;
+    (void)ctx;
+    if (fb.got++ == 0)
+        fb.sends1 = fault_calls(FAULT_SEND);
+    (void)n;
+    weft_stream_end(s, NULL, 0);
+}
+
+static void fb_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    fb.sends0 = fault_calls(FAULT_SEND);
+    ck_assert_int_eq(weft_stream_set_secure(s, fb.creds), 0);
+    weft_stream_on_secure(s, fb_secure, NULL);
+    weft_stream_on_data(s, fb_data, NULL);
+    weft_server_close(srv);
+}
+
+/* Reads the greeting (the tickets come first under TLS 1.3), answers,
+ * and waits for the server's close_notify. */
+static void greeting_child(int port, bool tls12)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        _exit(2);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (tls12)
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1)
+        _exit(3);
+    char buf[64];
+    size_t got = 0;
+    while (got < 7) {
+        int k = SSL_read(ssl, buf + got, (int)(sizeof(buf) - got));
+        if (k <= 0)
+            _exit(4);
+        got += (size_t)k;
+    }
+    if (got != 7 || memcmp(buf, "hello\r\n", 7) != 0)
+        _exit(5);
+    if (SSL_write(ssl, "bye", 3) != 3)
+        _exit(6);
+    while (SSL_read(ssl, buf, sizeof(buf)) > 0)
+        ;
+    if (SSL_get_error(ssl, 0) != SSL_ERROR_ZERO_RETURN)
+        _exit(7);
+    SSL_shutdown(ssl);
+    _exit(0);
+}
+
+START_TEST(last_handshake_flight_and_the_greeting_leave_in_one_send)
+{
+    /* 0: TLS 1.3 with tickets; 1: TLS 1.2; 2: TLS 1.3, tickets off */
+    memset(&fb, 0, sizeof(fb));
+    weft_credentials_options o = {0};
+    o.cert_file = cp("server.pem");
+    o.key_file = cp("server.key");
+    if (_i == 2)
+        o.session_tickets = -1;
+    fb.creds = creds_or_fail(&o, true);
+    int port;
+    tu_server(fb_conn, NULL, &port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        alarm(10);
+        greeting_child(port, _i == 1);
+    }
+    run_for(10000);
+    ck_assert_int_eq(raw_wait(pid), 0);
+    ck_assert_int_eq(fb.secured, 1);
+    ck_assert_int_eq(fb.got, 1);
+    ck_assert_msg(fb.sends1 - fb.sends0 == 2,
+                  "%ld server sends from accept to the client's answer",
+                  fb.sends1 - fb.sends0);
+    weft_credentials_unref(fb.creds);
+}
+END_TEST
+
+/* OpenSSL's allocations, counted through CRYPTO_set_mem_functions (set
+ * in main before OpenSSL allocates anything). */
+static long ossl_allocs;
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    ossl_allocs++;
+    return malloc(n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    ossl_allocs++;
+    return realloc(p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+#define SILENT 20
+
+static struct {
+    weft_credentials *creds;
+    weft_stream *s[SILENT];
+    int accepted, errors, closes, err;
+    long allocs0, allocs1;
+    char msg[128];
+} sl;
+
+static void sl_error(weft_stream *s, int err, const char *msg, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    sl.errors++;
+    sl.err = err;
+    snprintf(sl.msg, sizeof(sl.msg), "%s", msg);
+}
+
+static void sl_close(weft_stream *s, bool had_error, void *ctx)
+{
+    (void)s;
+    (void)had_error;
+    if (++sl.closes == sl.accepted)
+        weft_server_close(ctx);
+}
+
+static void sl_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    if (sl.accepted == 0)
+        sl.allocs0 = ossl_allocs;
+    sl.s[sl.accepted++] = s;
+    ck_assert_int_eq(weft_stream_set_secure(s, sl.creds), 0);
+    weft_stream_on_error(s, sl_error, NULL);
+    weft_stream_on_close(s, sl_close, srv);
+}
+
+static void sl_check(weft_timer *t, void *ctx)
+{
+    (void)t;
+    (void)ctx;
+    sl.allocs1 = ossl_allocs;
+    for (int i = 0; i < sl.accepted; i++)
+        weft_stream_destroy(sl.s[i]);
+}
+
+static int silent_peer(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+START_TEST(accepted_tls_streams_allocate_nothing_in_openssl_until_the_peer_speaks)
+{
+    memset(&sl, 0, sizeof(sl));
+    sl.creds = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(sl_conn, NULL, &port);
+    int fds[SILENT];
+    for (int i = 0; i < SILENT; i++)
+        fds[i] = silent_peer(port);
+    weft_set_timeout(tu_loop, 200, sl_check, NULL);
+    run_for(10000);
+    ck_assert_int_eq(sl.accepted, SILENT);
+    ck_assert_int_eq(sl.closes, SILENT);
+    ck_assert_int_eq(sl.errors, 0);
+    ck_assert_msg(sl.allocs1 == sl.allocs0,
+                  "%ld OpenSSL allocations for %d silent connections",
+                  sl.allocs1 - sl.allocs0, SILENT);
+    for (int i = 0; i < SILENT; i++)
+        close(fds[i]);
+    weft_credentials_unref(sl.creds);
+
+    /* The counter works: a peer that speaks gets a session. */
+    memset(&sl, 0, sizeof(sl));
+    sl.creds = server_creds("server", NULL, NULL, 0, NULL);
+    tu_server(sl_conn, NULL, &port);
+    int fd = silent_peer(port);
+    ck_assert_int_eq(send(fd, "\x16\x03\x01\x02\x00", 5, 0), 5);
+    weft_set_timeout(tu_loop, 200, sl_check, NULL);
+    run_for(10000);
+    ck_assert_int_eq(sl.accepted, 1);
+    ck_assert_int_gt(sl.allocs1, sl.allocs0);
+    close(fd);
+    weft_credentials_unref(sl.creds);
+}
+END_TEST
+
+START_TEST(handshake_timeout_closes_a_silent_connection_with_an_error)
+{
+    /* 0: a peer that says nothing; 1: one stuck inside its ClientHello;
+     * 2: no timeout (-1): still open when the test ends it. */
+    memset(&sl, 0, sizeof(sl));
+    weft_credentials_options o = {0};
+    o.cert_file = cp("server.pem");
+    o.key_file = cp("server.key");
+    o.handshake_timeout_ms = _i == 2 ? -1 : 100;
+    sl.creds = creds_or_fail(&o, true);
+    int port;
+    tu_server(sl_conn, NULL, &port);
+    int fd = silent_peer(port);
+    if (_i == 1)
+        ck_assert_int_eq(send(fd, "\x16\x03\x01\x02\x00", 5, 0), 5);
+    if (_i == 2)
+        weft_set_timeout(tu_loop, 400, sl_check, NULL);
+    run_for(10000);
+    ck_assert_int_eq(sl.accepted, 1);
+    ck_assert_int_eq(sl.closes, 1);
+    if (_i == 2) {
+        ck_assert_int_eq(sl.errors, 0);
+    } else {
+        ck_assert_int_eq(sl.errors, 1);
+        ck_assert_int_eq(sl.err, WEFT_ETIMEDOUT);
+        ck_assert_msg(strstr(sl.msg, "TLS handshake timeout") != NULL, "%s",
+                      sl.msg);
+        /* The peer sees the connection closed. */
+        char c;
+        ck_assert_int_eq(recv(fd, &c, 1, 0), 0);
+    }
+    close(fd);
+    weft_credentials_unref(sl.creds);
+
+    o.handshake_timeout_ms = -2;
+    char why[200];
+    int err;
+    ck_assert_ptr_null(weft_credentials_new(&o, true, &err, why, sizeof(why)));
+    ck_assert_int_eq(err, WEFT_EINVAL);
+    o.handshake_timeout_ms = 0;
+    o.session_tickets = -5;
+    ck_assert_ptr_null(weft_credentials_new(&o, true, &err, why, sizeof(why)));
+    ck_assert_int_eq(err, WEFT_EINVAL);
 }
 END_TEST
 
@@ -2633,6 +2914,10 @@ END_TEST
 
 int main(void)
 {
+    /* Before OpenSSL allocates anything: its allocations are counted. */
+    if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+        fprintf(stderr, "test_tls: OpenSSL allocations not counted\n");
+
     /* WEFT_TLS_CERTS: a directory gen-certs.sh already filled (kept); by
      * default a fresh one, removed at exit. */
     const char *given = getenv("WEFT_TLS_CERTS");
@@ -2694,6 +2979,13 @@ int main(void)
     tcase_add_test(tc,
                    handshake_flood_that_never_finishes_is_reclaimed_by_timeouts);
     tcase_add_loop_test(tc, destroy_or_end_inside_secure_closes_once, 0, 2);
+    tcase_add_loop_test(
+        tc, last_handshake_flight_and_the_greeting_leave_in_one_send, 0, 3);
+    tcase_add_test(
+        tc,
+        accepted_tls_streams_allocate_nothing_in_openssl_until_the_peer_speaks);
+    tcase_add_loop_test(
+        tc, handshake_timeout_closes_a_silent_connection_with_an_error, 0, 3);
     tcase_add_test(tc, tls_client_to_a_plain_server_errors_clearly);
     tcase_add_test(tc, sixteen_mib_each_way_at_once_byte_exact);
     tcase_add_test(tc,
