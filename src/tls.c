@@ -499,30 +499,40 @@ static int chain_result(const weft__tls *t)
 
 /* ---- ALPN and SNI callbacks (server side) -------------------------------- */
 
-/* The server's first preference that the client offers. No overlap is a
- * fatal no_application_protocol alert, as RFC 7301 asks. */
+/* The server's first preference that the client offers (fuzzed alone:
+ * fuzz/fuzz_tls_pure.c). A malformed tail of `in` is ignored. */
+bool weft__alpn_select(const unsigned char *mine, size_t mine_len,
+                       const unsigned char *in, unsigned inlen,
+                       const unsigned char **out, unsigned char *outlen)
+{
+    for (size_t i = 0; i < mine_len; i += 1u + mine[i]) {
+        const unsigned char *p = mine + i;
+        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+            if (j + 1u + in[j] > inlen)
+                break;
+            if (in[j] == p[0] && memcmp(in + j + 1, p + 1, in[j]) == 0) {
+                *out = in + j + 1;
+                *outlen = in[j];
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* No overlap is a fatal no_application_protocol alert, as RFC 7301 asks. */
 static int alpn_select_cb(SSL *ssl, const unsigned char **out,
                           unsigned char *outlen, const unsigned char *in,
                           unsigned inlen, void *arg)
 {
     (void)ssl;
     const weft_credentials *c = arg;
-    for (size_t i = 0; i < c->alpn_len; i += 1u + c->alpn[i]) {
-        const unsigned char *mine = c->alpn + i;
-        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
-            if (j + 1u + in[j] > inlen)
-                break;
-            if (in[j] == mine[0] && memcmp(in + j + 1, mine + 1, in[j]) == 0) {
-                *out = in + j + 1;
-                *outlen = in[j];
-                return SSL_TLSEXT_ERR_OK;
-            }
-        }
-    }
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
+    return weft__alpn_select(c->alpn, c->alpn_len, in, inlen, out, outlen)
+               ? SSL_TLSEXT_ERR_OK
+               : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static bool sni_match(const char *pattern, const char *name)
+bool weft__sni_match(const char *pattern, const char *name)
 {
     if (pattern[0] != '*')
         return strcasecmp(pattern, name) == 0;
@@ -535,10 +545,10 @@ static weft_credentials *sni_find(const weft_credentials *c, const char *name)
 {
     /* An exact name wins over a wildcard, whatever the order added. */
     for (size_t i = 0; i < c->sni_n; i++)
-        if (c->sni[i].name[0] != '*' && sni_match(c->sni[i].name, name))
+        if (c->sni[i].name[0] != '*' && weft__sni_match(c->sni[i].name, name))
             return c->sni[i].creds;
     for (size_t i = 0; i < c->sni_n; i++)
-        if (c->sni[i].name[0] == '*' && sni_match(c->sni[i].name, name))
+        if (c->sni[i].name[0] == '*' && weft__sni_match(c->sni[i].name, name))
             return c->sni[i].creds;
     return NULL;
 }
@@ -1661,14 +1671,9 @@ static void format_san(X509 *cert, char *out, size_t size)
     GENERAL_NAMES_free(names);
 }
 
-int weft__tls_peer_certificate(weft__tls *t, weft_certificate *out)
+void weft__cert_format(X509 *x, weft_certificate *out)
 {
     memset(out, 0, sizeof(*out));
-    if (t == NULL || !t->done)
-        return WEFT_ESTATE;
-    X509 *x = SSL_get0_peer_certificate(t->ssl);
-    if (x == NULL)
-        return WEFT_ENOENT;
     format_name(X509_get_subject_name(x), out->subject, sizeof(out->subject));
     format_name(X509_get_issuer_name(x), out->issuer, sizeof(out->issuer));
     format_time(X509_get0_notBefore(x), out->valid_from,
@@ -1691,6 +1696,17 @@ int weft__tls_peer_certificate(weft__tls *t, weft_certificate *out)
     BN_free(bn);
     format_san(x, out->subjectaltname, sizeof(out->subjectaltname));
     ERR_clear_error();
+}
+
+int weft__tls_peer_certificate(weft__tls *t, weft_certificate *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (t == NULL || !t->done)
+        return WEFT_ESTATE;
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    if (x == NULL)
+        return WEFT_ENOENT;
+    weft__cert_format(x, out);
     return 0;
 }
 

@@ -93,4 +93,19 @@ const char *weft__tls_alpn(weft__tls *t);
 const char *weft__tls_version(weft__tls *t);
 bool weft__tls_is_server_creds(const weft_credentials *c);
 
+/* ---- pure pieces, fuzzed on their own (fuzz/fuzz_tls_pure.c) ---------- */
+
+#include <openssl/x509.h>
+
+/* getPeerCertificate()'s fields from `x` (any certificate a peer sends). */
+void weft__cert_format(X509 *x, weft_certificate *out);
+/* SNI: `name` matches `pattern` ("host.example" case-insensitively, or
+ * "*.example.com": exactly one non-empty label before ".example.com"). */
+bool weft__sni_match(const char *pattern, const char *name);
+/* ALPN: the first of the server's protocols (wire format `mine`) that the
+ * client's list `in` offers; false if none. *out points into `in`. */
+bool weft__alpn_select(const unsigned char *mine, size_t mine_len,
+                       const unsigned char *in, unsigned inlen,
+                       const unsigned char **out, unsigned char *outlen);
+
 #endif
