@@ -171,13 +171,8 @@ void weft__dns_drain(weft_loop *loop)
     if (loop->dns_pending == 0)
         return; /* nothing of ours in flight: leave the lock alone */
     weft__qnode done;
-    weft__q_init(&done);
     pthread_mutex_lock(&lock);
-    while (!weft__q_empty(&loop->dns_done)) {
-        weft__qnode *n = loop->dns_done.next;
-        weft__q_remove(n);
-        weft__q_push(&done, n);
-    }
+    weft__q_take_all(&done, &loop->dns_done);
     pthread_mutex_unlock(&lock);
     /* A callback may cancel a request still in `done`: it then finds
      * that request's callbacks cleared and frees it unseen. */

@@ -48,6 +48,21 @@ static inline void weft__q_push(weft__qnode *q, weft__qnode *n)
     q->prev->next = n;
     q->prev = n;
 }
+/* Moves every node of `src` to the empty queue `dst`, in order, in O(1):
+ * a batch taken out from under a lock, or out of a list that callbacks
+ * may add to while the batch runs. */
+static inline void weft__q_take_all(weft__qnode *dst, weft__qnode *src)
+{
+    if (weft__q_empty(src)) {
+        weft__q_init(dst);
+        return;
+    }
+    dst->next = src->next;
+    dst->prev = src->prev;
+    dst->next->prev = dst;
+    dst->prev->next = dst;
+    weft__q_init(src);
+}
 static inline void weft__q_remove(weft__qnode *n)
 {
     n->prev->next = n->next;

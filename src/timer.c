@@ -256,12 +256,7 @@ void weft__immediates_run(weft_loop *loop)
      * queue, and an immediate set by a callback waits for the next turn
      * (as Node's). A callback may clear one still in the batch. */
     weft__qnode batch;
-    weft__q_init(&batch);
-    batch.next = loop->immediates.next;
-    batch.prev = loop->immediates.prev;
-    batch.next->prev = &batch;
-    batch.prev->next = &batch;
-    weft__q_init(&loop->immediates);
+    weft__q_take_all(&batch, &loop->immediates);
     while (!weft__q_empty(&batch)) {
         weft_immediate *im =
             WEFT__CONTAINER_OF(batch.next, weft_immediate, node);

@@ -195,13 +195,8 @@ void weft__work_drain(weft_loop *loop)
     if (loop->work_pending == 0)
         return; /* no job of ours: leave the pool's lock alone */
     weft__qnode done;
-    weft__q_init(&done);
     pthread_mutex_lock(&lock);
-    while (!weft__q_empty(&loop->work_done)) {
-        weft__qnode *n = loop->work_done.next;
-        weft__q_remove(n);
-        weft__q_push(&done, n);
-    }
+    weft__q_take_all(&done, &loop->work_done);
     pthread_mutex_unlock(&lock);
     /* Jobs finished or cancelled meanwhile (even by a `done` below) wait
      * in loop->work_done for the wake-up they made. */
