@@ -1618,14 +1618,18 @@ START_TEST(last_handshake_flight_and_the_greeting_leave_in_one_send)
 END_TEST
 
 /* OpenSSL's allocations, counted through CRYPTO_set_mem_functions (set
- * in main before OpenSSL allocates anything). */
-static long ossl_allocs;
+ * in main before OpenSSL allocates anything); big ones (record buffers
+ * are about 17 KiB) apart: OpenSSL 3.0 also allocates 40-byte WPACKET
+ * nodes for every record it writes. */
+static long ossl_allocs, ossl_big_allocs;
+#define OSSL_BIG 4096
 
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
     (void)file;
     (void)line;
     ossl_allocs++;
+    ossl_big_allocs += n >= OSSL_BIG;
     return malloc(n);
 }
 
@@ -1634,6 +1638,7 @@ static void *ossl_realloc(void *p, size_t n, const char *file, int line)
     (void)file;
     (void)line;
     ossl_allocs++;
+    ossl_big_allocs += n >= OSSL_BIG;
     return realloc(p, n);
 }
 
@@ -1780,6 +1785,95 @@ START_TEST(handshake_timeout_closes_a_silent_connection_with_an_error)
     o.session_tickets = -5;
     ck_assert_ptr_null(weft_credentials_new(&o, true, &err, why, sizeof(why)));
     ck_assert_int_eq(err, WEFT_EINVAL);
+}
+END_TEST
+
+/*
+ * OpenSSL's record buffers stay while a connection is busy (no
+ * allocation per record, as SSL_MODE_RELEASE_BUFFERS made) and go back
+ * once it has been idle a second: the exchange after the pause
+ * allocates them again.
+ */
+static struct {
+    weft_credentials *sc;
+    int rounds;
+    long a5, a20, idle0, idle1;
+} ib;
+
+static void ib_srv_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)ctx;
+    weft_stream_write(s, d, n);
+}
+
+static void ib_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    ck_assert_int_eq(weft_stream_set_secure(s, ib.sc), 0);
+    weft_stream_on_data(s, ib_srv_data, NULL);
+    weft_server_close(srv);
+}
+
+static void ib_ping(weft_stream *s)
+{
+    ck_assert_int_eq(weft_stream_write(s, "ping", 4), 1);
+}
+
+static void ib_after_pause(weft_timer *t, void *ctx)
+{
+    (void)t;
+    ib.idle0 = ossl_big_allocs;
+    ib_ping(ctx);
+}
+
+static void ib_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    ib_ping(s);
+}
+
+static void ib_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)d;
+    (void)ctx;
+    ck_assert_uint_eq(n, 4);
+    ib.rounds++;
+    if (ib.rounds == 5)
+        ib.a5 = ossl_big_allocs;
+    if (ib.rounds < 20) {
+        ib_ping(s);
+    } else if (ib.rounds == 20) {
+        ib.a20 = ossl_big_allocs;
+        weft_set_timeout(tu_loop, 1500, ib_after_pause, s);
+    } else {
+        ib.idle1 = ossl_big_allocs;
+        weft_stream_end(s, NULL, 0);
+    }
+}
+
+START_TEST(busy_tls_connections_keep_openssl_buffers_idle_ones_give_them_back)
+{
+    memset(&ib, 0, sizeof(ib));
+    ib.sc = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(ib_conn, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    ck_assert_int_eq(weft_stream_set_servername(c, "localhost"), 0);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
+    weft_credentials_unref(cc);
+    weft_stream_on_secure(c, ib_secure, NULL);
+    weft_stream_on_data(c, ib_data, NULL);
+    run_for(10000);
+    ck_assert_int_eq(ib.rounds, 21);
+    ck_assert_msg(ib.a20 == ib.a5,
+                  "%ld big OpenSSL allocations in 15 busy round trips",
+                  ib.a20 - ib.a5);
+    ck_assert_msg(ib.idle1 > ib.idle0,
+                  "no buffer allocated again after the pause");
+    weft_credentials_unref(ib.sc);
 }
 END_TEST
 
@@ -2913,6 +3007,8 @@ int main(void)
         accepted_tls_streams_allocate_nothing_in_openssl_until_the_peer_speaks);
     tcase_add_loop_test(
         tc, handshake_timeout_closes_a_silent_connection_with_an_error, 0, 3);
+    tcase_add_test(
+        tc, busy_tls_connections_keep_openssl_buffers_idle_ones_give_them_back);
     tcase_add_test(tc, tls_client_to_a_plain_server_errors_clearly);
     tcase_add_test(tc, sixteen_mib_each_way_at_once_byte_exact);
     tcase_add_test(tc,
