@@ -7,6 +7,9 @@
 # Run bench/tls-limit.sh first (it builds what this uses).
 #
 #   bench/tls-callgrind.sh [SECS=3] [MB=8]
+#
+# WEFT_BEFORE=path of another build's tls-echo-server adds it (with its
+# own defaults: it may not know TLS_SESSION_TICKETS) as "weft-before".
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +30,7 @@ start() { # NAME TAG
     case $1 in
     weft) TLS_SESSION_TICKETS=0 exec "${vg[@]}" "$out/weft/examples/tls-echo-server" "$c" "$k" "$port" ;;
     weft-notickets) TLS_SESSION_TICKETS=-1 exec "${vg[@]}" "$out/weft/examples/tls-echo-server" "$c" "$k" "$port" ;;
+    weft-before) exec "${vg[@]}" "$WEFT_BEFORE" "$c" "$k" "$port" ;;
     raw) exec "${vg[@]}" "$out/tls_raw_server" "$c" "$k" "$port" 2 ;;
     raw-notickets) exec "${vg[@]}" "$out/tls_raw_server" "$c" "$k" "$port" 0 ;;
     esac >/dev/null 2>&1 &
@@ -55,7 +59,7 @@ ops() { sed -n 's/^[^:]*: \([0-9]*\) in.*/\1/p'; }
 load() { SERVER_PID=$spid CALLGRIND=1 "$out/tls_load" "$@"; }
 
 echo "# $(date -u +%FT%TZ) $(valgrind --version), $(openssl version)"
-for s in weft-notickets raw-notickets weft raw; do
+for s in weft-notickets raw-notickets weft raw ${WEFT_BEFORE:+weft-before}; do
     start "$s" "$s.pp"
     n=$(load pingpong "$port" 1 "$secs" | ops)
     stop "$s.pp" "$n" "round trip" "$s"
