@@ -801,6 +801,81 @@ START_TEST(transport_big_write_fills_the_socket_then_resumes_exactly)
 }
 END_TEST
 
+/* The server's last flight and its first bytes are held (tls.h), and
+ * the kernel takes only part of them: the rest stays in the BIO, goes
+ * out first, and later writes wait behind it. */
+START_TEST(transport_held_flight_taken_in_part_keeps_its_order)
+{
+    weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    int fds[2];
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds),
+        0);
+    int small = 4096;
+    ck_assert_int_eq(
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    weft__tls *s, *c;
+    ck_assert_int_eq(weft__tls_new(sc, fds[0], true, NULL, &s), 0);
+    ck_assert_int_eq(weft__tls_new(cc, fds[1], false, "localhost", &c), 0);
+    unsigned want;
+    int rs = WEFT_EAGAIN, rc = WEFT_EAGAIN;
+    for (int i = 0; i < 1000 && (rs != 0 || rc != 0); i++) {
+        if (rc != 0 && (rc = weft__tls_handshake(c, &want)) == 0)
+            ck_assert_int_eq(weft__tls_flush(c, &want), 0);
+        if (rs != 0)
+            rs = weft__tls_handshake(s, &want); /* 0: holding */
+        ck_assert(rc == 0 || rc == WEFT_EAGAIN);
+        ck_assert(rs == 0 || rs == WEFT_EAGAIN);
+    }
+    ck_assert_int_eq(rs, 0);
+    ck_assert_int_eq(rc, 0);
+
+    size_t total = 25 * 1024, first = 24 * 1024, sent = first, got = 0;
+    unsigned char *src = malloc(total), *dst = malloc(total);
+    ck_assert(src != NULL && dst != NULL);
+    tu_fill_random(src, total, 5);
+    /* Held with the tickets, whole. */
+    ck_assert_int_eq(weft__tls_write(s, (char *)src, first, &want),
+                     (ssize_t)first);
+    ck_assert_int_eq(weft__tls_flush(s, &want), WEFT_EAGAIN);
+    ck_assert_uint_eq(want, WEFT__IO_WRITE);
+    ck_assert(weft__tls_flush_pending(s));
+    int waits = 0;
+    for (int i = 0; i < 100000 && got < total; i++) {
+        if (weft__tls_flush_pending(s)) {
+            int r = weft__tls_flush(s, &want);
+            ck_assert(r == 0 || r == WEFT_EAGAIN);
+        }
+        if (sent < total) {
+            ssize_t w =
+                weft__tls_write(s, (char *)src + sent, total - sent, &want);
+            if (w == WEFT_EAGAIN)
+                waits++;
+            else
+                sent += (size_t)w;
+            ck_assert(w == WEFT_EAGAIN || w > 0);
+        }
+        ssize_t r = weft__tls_read(c, (char *)dst + got, total - got, &want);
+        ck_assert(r == WEFT_EAGAIN || r > 0);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    ck_assert_uint_eq(got, total);
+    ck_assert(memcmp(src, dst, total) == 0);
+    ck_assert(!weft__tls_flush_pending(s));
+    ck_assert_int_gt(waits, 0); /* a write waited behind the held bytes */
+    free(src);
+    free(dst);
+    weft__tls_free(s);
+    weft__tls_free(c);
+    close(fds[0]);
+    close(fds[1]);
+    weft_credentials_unref(sc);
+    weft_credentials_unref(cc);
+}
+END_TEST
+
 /* ---- verifyPeer for every certificate ------------------------------------ */
 
 typedef struct bad_cert {
@@ -2976,6 +3051,7 @@ int main(void)
     tcase_add_test(tc, transport_reads_across_records_and_owes_the_end);
     tcase_add_test(tc,
                    transport_big_write_fills_the_socket_then_resumes_exactly);
+    tcase_add_test(tc, transport_held_flight_taken_in_part_keeps_its_order);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("session");
