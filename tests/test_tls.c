@@ -1692,6 +1692,101 @@ START_TEST(last_handshake_flight_and_the_greeting_leave_in_one_send)
 }
 END_TEST
 
+/*
+ * The same with a first write bigger than the socket takes at once: the
+ * held flight and 30 KiB leave in part, the stream waits for room and
+ * sends the rest first; the client (reading only after a pause, with a
+ * small receive buffer) gets every byte in order.
+ */
+#define BIG_GREETING (30 * 1024)
+
+static void big_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    static char g[BIG_GREETING];
+    for (size_t i = 0; i < sizeof(g); i++)
+        g[i] = (char)(i * 7 + 1);
+    fb.secured++;
+    ck_assert_int_eq(weft_stream_write(s, g, sizeof(g)), 1);
+}
+
+static void big_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    fb.sends0 = fault_calls(FAULT_SEND);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(weft_stream_fileno(s), SOL_SOCKET, SO_SNDBUF,
+                                &small, sizeof(small)),
+                     0);
+    ck_assert_int_eq(weft_stream_set_secure(s, fb.creds), 0);
+    weft_stream_on_secure(s, big_secure, NULL);
+    weft_stream_on_data(s, fb_data, NULL);
+    weft_server_close(srv);
+}
+
+static void big_child(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 2048;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        _exit(2);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1)
+        _exit(3);
+    usleep(200 * 1000);
+    static char buf[BIG_GREETING];
+    size_t got = 0;
+    while (got < sizeof(buf)) {
+        int k = SSL_read(ssl, buf + got, (int)(sizeof(buf) - got));
+        if (k <= 0)
+            _exit(4);
+        got += (size_t)k;
+    }
+    for (size_t i = 0; i < sizeof(buf); i++)
+        if (buf[i] != (char)(i * 7 + 1))
+            _exit(5);
+    if (SSL_write(ssl, "bye", 3) != 3)
+        _exit(6);
+    while (SSL_read(ssl, buf, sizeof(buf)) > 0)
+        ;
+    if (SSL_get_error(ssl, 0) != SSL_ERROR_ZERO_RETURN)
+        _exit(7);
+    SSL_shutdown(ssl);
+    _exit(0);
+}
+
+START_TEST(a_big_first_write_with_the_last_flight_waits_for_room_in_order)
+{
+    memset(&fb, 0, sizeof(fb));
+    fb.creds = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(big_conn, NULL, &port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        alarm(10);
+        big_child(port);
+    }
+    run_for(10000);
+    ck_assert_int_eq(raw_wait(pid), 0);
+    ck_assert_int_eq(fb.secured, 1);
+    ck_assert_int_eq(fb.got, 1);
+    /* The socket took the held bytes in several sends. */
+    ck_assert_int_gt(fb.sends1 - fb.sends0, 2);
+    weft_credentials_unref(fb.creds);
+}
+END_TEST
+
 /* OpenSSL's allocations, counted through CRYPTO_set_mem_functions (set
  * in main before OpenSSL allocates anything); big ones (record buffers
  * are about 17 KiB) apart: OpenSSL 3.0 also allocates 40-byte WPACKET
@@ -3078,6 +3173,8 @@ int main(void)
     tcase_add_loop_test(tc, destroy_or_end_inside_secure_closes_once, 0, 2);
     tcase_add_loop_test(
         tc, last_handshake_flight_and_the_greeting_leave_in_one_send, 0, 3);
+    tcase_add_test(
+        tc, a_big_first_write_with_the_last_flight_waits_for_room_in_order);
     tcase_add_test(
         tc,
         accepted_tls_streams_allocate_nothing_in_openssl_until_the_peer_speaks);
