@@ -8,8 +8,10 @@
 #
 #   bench/tls-limit.sh [latency] [memory] [cpu]     (default: all three)
 #
-# env: ROUNDS=3, LAT_N=500 (connections per latency run), N=2000
-# (connections for memory), SECS=3 (per CPU measurement), MB=256 (bulk),
+# env: ROUNDS=3, LAT_N=200 (connections per latency run), N=2000
+# (silent connections), IDLE_N=500 (idle TLS connections, set up one at a
+# time: 42 ms each where the greeting stalls), SECS=3 (per CPU
+# measurement), MB=256 (bulk),
 # WEFT_BEFORE=path of another build's tls-echo-server, measured as
 # "weft-before" beside the rest.
 set -euo pipefail
@@ -17,7 +19,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 out=${BENCH_BUILD:-$root/build-bench}/tls-limit
-rounds=${ROUNDS:-3} lat_n=${LAT_N:-500} n=${N:-2000} secs=${SECS:-3}
+rounds=${ROUNDS:-3} lat_n=${LAT_N:-200} n=${N:-2000} secs=${SECS:-3}
+idle_n=${IDLE_N:-500}
 mb=${MB:-256}
 what=${*:-latency memory cpu}
 
@@ -99,15 +102,27 @@ if [[ $what == *memory* ]]; then
                 start "$s"
                 sleep 0.5
                 before=$(rss_kb)
-                coproc LOAD { load "$kind" "$port" "$n"; }
+                count=$n
+                [[ $kind == idle ]] && count=$idle_n
+                coproc LOAD { load "$kind" "$port" "$count"; }
                 read -r _ <&"${LOAD[0]}"
                 sleep 2.5 # past weft's 1 s idle check
                 after=$(rss_kb)
+                # What is live: glibc keeps freed chunks inside the heap
+                # (RSS is a high-water mark); malloc_trim(0) gives whole
+                # free pages back. Needs gdb and ptrace rights.
+                trimmed=-
+                if command -v gdb >/dev/null &&
+                    gdb -p "$spid" -batch -ex 'call (int) malloc_trim(0)' \
+                        >/dev/null 2>&1; then
+                    trimmed=$(( ($(rss_kb) - before) * 1024 / count ))
+                fi
                 eval "exec ${LOAD[1]}>&-"
                 wait "$LOAD_PID" 2>/dev/null || true
                 stop
                 echo "memory $s $kind $before $after" \
-                    "$(( (after - before) * 1024 / n )) B per connection" |
+                    "$(( (after - before) * 1024 / count )) B per connection," \
+                    "$trimmed after malloc_trim" |
                     tee -a "$results"
             done
         done
@@ -142,6 +157,8 @@ for line in open(sys.argv[1]):
         rows.setdefault(('latency p99 ms', f[1], f[2]), []).append(float(m[2]))
     elif f[0] == 'memory':
         rows.setdefault(('B per connection', f[1], f[2]), []).append(int(f[5]))
+        if f[9] != '-':
+            rows.setdefault(('B per connection, trimmed', f[1], f[2]), []).append(int(f[9]))
     elif f[0] == 'cpu':
         m = re.search(r'^cpu \S+ (.*?): .*server ([\d.]+) us per (.*)$', line.strip())
         if m:

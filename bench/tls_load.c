@@ -20,7 +20,11 @@
  * silent and idle print "ready" once all connections are up and hold
  * them until stdin is closed. With SERVER_PID set in the environment,
  * the server's CPU time (utime + stime from /proc/PID/stat) over the
- * measured part is printed per operation. TLS 1.3 unless TLS12 is set.
+ * measured part is printed per operation. With CALLGRIND=1 too, the
+ * server runs under valgrind --tool=callgrind --instr-atstart=no: its
+ * instrumentation is switched on for the measured part only
+ * (callgrind_control -i), so its instruction count per operation is
+ * deterministic. TLS 1.3 unless TLS12 is set.
  */
 #define _GNU_SOURCE
 
@@ -81,6 +85,19 @@ static double server_cpu(void)
                             &ut, &st) != 2)
         return -1;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Callgrind's instrumentation of the server on or off (CALLGRIND=1). */
+static void instrument(bool on)
+{
+    const char *pid = getenv("SERVER_PID");
+    if (getenv("CALLGRIND") == NULL || pid == NULL)
+        return;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "callgrind_control -i %s %s >/dev/null 2>&1",
+             on ? "on" : "off", pid);
+    if (system(cmd) != 0)
+        fprintf(stderr, "tls_load: %s failed\n", cmd);
 }
 
 static void die(const char *what)
@@ -456,10 +473,12 @@ int main(int argc, char **argv)
         /* the handshake and greeting first, then the measured part */
         while (c->phase != P_RUN)
             run_loop(now_s() + 0.01);
+        instrument(true);
         double t0 = now_s(), s0 = server_cpu(), me0 = self_cpu();
         drive(c);
         run_loop(0);
         double t1 = now_s();
+        instrument(false);
         ops = n;
         report("bulk MiB echoed", t1 - t0, s0, server_cpu(),
                self_cpu() - me0, (double)n, "MiB");
@@ -474,13 +493,15 @@ int main(int argc, char **argv)
         drive(open_conn());
     counting = false;
     run_loop(now_s() + 0.5); /* warm-up */
+    instrument(true);
     counting = true;
     ops = 0;
     double t0 = now_s(), s0 = server_cpu(), me0 = self_cpu();
     run_loop(t0 + secs);
     double t1 = now_s(), s1 = server_cpu(), me = self_cpu() - me0;
-    stopping = true;
     counting = false;
+    instrument(false);
+    stopping = true;
     long done = ops;
     run_loop(now_s() + 2);
     ops = done;

@@ -1595,13 +1595,15 @@ static void tls_idle_fire(weft__timer *t)
 }
 
 /* A TLS read or write: the connection is not idle. One store, and a
- * timer armed only after the buffers were given back. */
+ * timer armed only after the buffers were given back. Before 'secure'
+ * the timer is the handshake's deadline, which reads and writes do not
+ * move. */
 static void tls_touch(weft_stream *s)
 {
     stream_extra *x = s->x;
     weft_loop *loop = s->h.loop;
     x->tls_active = loop->now;
-    if (!weft__timer_armed(&x->tls_timer))
+    if (!weft__timer_armed(&x->tls_timer) && has(s, F_SECURE))
         weft__timer_arm(loop, &x->tls_timer, loop->now + TLS_IDLE_MS);
 }
 

@@ -11,6 +11,8 @@
  */
 #include "testutil.h"
 
+#include <sys/socket.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +332,13 @@ static void backup_client_connect(weft_stream *s, void *ctx)
         b->sent_hash = tu_hash(TU_HASH_INIT, "abc", 3);
         tu_log("client-end");
     } else {
+        /* A fixed send buffer: the kernel's autotuning could otherwise
+         * grow it while the server sleeps, and drain the queue before
+         * resume() on a loaded host (seen: "backed-up,drain,resume"). */
+        int fd = weft_stream_fileno(s), sz = 64 * 1024;
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz)),
+                         0);
         /* Keep writing until the kernel's buffers are full: the paused
          * server reads nothing, so write() must say false eventually. */
         b->sent_hash = TU_HASH_INIT;
@@ -411,6 +420,12 @@ static void run_backup(backup *b)
     b->got_hash = TU_HASH_INIT;
     weft_server *srv = weft_create_server(tu_loop, backup_conn, b);
     int port = tu_listen(srv, "127.0.0.1");
+    /* Accepted sockets inherit a fixed receive buffer (no autotuning),
+     * so what backs up stays backed up until resume(). */
+    int sz = 64 * 1024;
+    ck_assert_int_eq(setsockopt(weft_server_fileno(srv), SOL_SOCKET,
+                                SO_RCVBUF, &sz, sizeof(sz)),
+                     0);
     ck_assert_int_eq(
         weft_create_connection(tu_loop, port, "127.0.0.1", &b->client), 0);
     weft_stream_on_connect(b->client, backup_client_connect, b);

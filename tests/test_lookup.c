@@ -196,7 +196,12 @@ START_TEST(bad_name_gives_enotfound)
     lookup(BAD_NAME, 0, &g);
     tu_run(15000);
     ck_assert_int_eq(g.calls, 1);
-    ck_assert_int_eq(g.ans.err, want.err);
+    /* The same two answers getaddrinfo may give: which one depends on
+     * whether this host's resolver answered in time, which can differ
+     * between two calls a moment apart on a loaded machine. */
+    ck_assert_msg(g.ans.err == WEFT_ENOTFOUND || g.ans.err == WEFT_EAI_AGAIN,
+                  "weft said %s, getaddrinfo %s", weft_err_name(g.ans.err),
+                  weft_err_name(want.err));
     ck_assert_uint_eq(g.ans.n, 0);
 }
 END_TEST

@@ -801,6 +801,81 @@ START_TEST(transport_big_write_fills_the_socket_then_resumes_exactly)
 }
 END_TEST
 
+/* The server's last flight and its first bytes are held (tls.h), and
+ * the kernel takes only part of them: the rest stays in the BIO, goes
+ * out first, and later writes wait behind it. */
+START_TEST(transport_held_flight_taken_in_part_keeps_its_order)
+{
+    weft_credentials *sc = server_creds("server", NULL, NULL, 0, NULL);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    int fds[2];
+    ck_assert_int_eq(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds),
+        0);
+    int small = 4096;
+    ck_assert_int_eq(
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    weft__tls *s, *c;
+    ck_assert_int_eq(weft__tls_new(sc, fds[0], true, NULL, &s), 0);
+    ck_assert_int_eq(weft__tls_new(cc, fds[1], false, "localhost", &c), 0);
+    unsigned want;
+    int rs = WEFT_EAGAIN, rc = WEFT_EAGAIN;
+    for (int i = 0; i < 1000 && (rs != 0 || rc != 0); i++) {
+        if (rc != 0 && (rc = weft__tls_handshake(c, &want)) == 0)
+            ck_assert_int_eq(weft__tls_flush(c, &want), 0);
+        if (rs != 0)
+            rs = weft__tls_handshake(s, &want); /* 0: holding */
+        ck_assert(rc == 0 || rc == WEFT_EAGAIN);
+        ck_assert(rs == 0 || rs == WEFT_EAGAIN);
+    }
+    ck_assert_int_eq(rs, 0);
+    ck_assert_int_eq(rc, 0);
+
+    size_t total = 25 * 1024, first = 24 * 1024, sent = first, got = 0;
+    unsigned char *src = malloc(total), *dst = malloc(total);
+    ck_assert(src != NULL && dst != NULL);
+    tu_fill_random(src, total, 5);
+    /* Held with the tickets, whole. */
+    ck_assert_int_eq(weft__tls_write(s, (char *)src, first, &want),
+                     (ssize_t)first);
+    ck_assert_int_eq(weft__tls_flush(s, &want), WEFT_EAGAIN);
+    ck_assert_uint_eq(want, WEFT__IO_WRITE);
+    ck_assert(weft__tls_flush_pending(s));
+    int waits = 0;
+    for (int i = 0; i < 100000 && got < total; i++) {
+        if (weft__tls_flush_pending(s)) {
+            int r = weft__tls_flush(s, &want);
+            ck_assert(r == 0 || r == WEFT_EAGAIN);
+        }
+        if (sent < total) {
+            ssize_t w =
+                weft__tls_write(s, (char *)src + sent, total - sent, &want);
+            if (w == WEFT_EAGAIN)
+                waits++;
+            else
+                sent += (size_t)w;
+            ck_assert(w == WEFT_EAGAIN || w > 0);
+        }
+        ssize_t r = weft__tls_read(c, (char *)dst + got, total - got, &want);
+        ck_assert(r == WEFT_EAGAIN || r > 0);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    ck_assert_uint_eq(got, total);
+    ck_assert(memcmp(src, dst, total) == 0);
+    ck_assert(!weft__tls_flush_pending(s));
+    ck_assert_int_gt(waits, 0); /* a write waited behind the held bytes */
+    free(src);
+    free(dst);
+    weft__tls_free(s);
+    weft__tls_free(c);
+    close(fds[0]);
+    close(fds[1]);
+    weft_credentials_unref(sc);
+    weft_credentials_unref(cc);
+}
+END_TEST
+
 /* ---- verifyPeer for every certificate ------------------------------------ */
 
 typedef struct bad_cert {
@@ -1617,15 +1692,114 @@ START_TEST(last_handshake_flight_and_the_greeting_leave_in_one_send)
 }
 END_TEST
 
+/*
+ * The same with a first write bigger than the socket takes at once: the
+ * held flight and 30 KiB leave in part, the stream waits for room and
+ * sends the rest first; the client (reading only after a pause, with a
+ * small receive buffer) gets every byte in order.
+ */
+#define BIG_GREETING (30 * 1024)
+
+static void big_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    static char g[BIG_GREETING];
+    for (size_t i = 0; i < sizeof(g); i++)
+        g[i] = (char)(i * 7 + 1);
+    fb.secured++;
+    ck_assert_int_eq(weft_stream_write(s, g, sizeof(g)), 1);
+}
+
+static void big_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    fb.sends0 = fault_calls(FAULT_SEND);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(weft_stream_fileno(s), SOL_SOCKET, SO_SNDBUF,
+                                &small, sizeof(small)),
+                     0);
+    ck_assert_int_eq(weft_stream_set_secure(s, fb.creds), 0);
+    weft_stream_on_secure(s, big_secure, NULL);
+    weft_stream_on_data(s, fb_data, NULL);
+    weft_server_close(srv);
+}
+
+static void big_child(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 2048;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        _exit(2);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1)
+        _exit(3);
+    usleep(200 * 1000);
+    static char buf[BIG_GREETING];
+    size_t got = 0;
+    while (got < sizeof(buf)) {
+        int k = SSL_read(ssl, buf + got, (int)(sizeof(buf) - got));
+        if (k <= 0)
+            _exit(4);
+        got += (size_t)k;
+    }
+    for (size_t i = 0; i < sizeof(buf); i++)
+        if (buf[i] != (char)(i * 7 + 1))
+            _exit(5);
+    if (SSL_write(ssl, "bye", 3) != 3)
+        _exit(6);
+    while (SSL_read(ssl, buf, sizeof(buf)) > 0)
+        ;
+    if (SSL_get_error(ssl, 0) != SSL_ERROR_ZERO_RETURN)
+        _exit(7);
+    SSL_shutdown(ssl);
+    _exit(0);
+}
+
+START_TEST(a_big_first_write_with_the_last_flight_waits_for_room_in_order)
+{
+    memset(&fb, 0, sizeof(fb));
+    fb.creds = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(big_conn, NULL, &port);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        alarm(10);
+        big_child(port);
+    }
+    run_for(10000);
+    ck_assert_int_eq(raw_wait(pid), 0);
+    ck_assert_int_eq(fb.secured, 1);
+    ck_assert_int_eq(fb.got, 1);
+    /* The socket took the held bytes in several sends. */
+    ck_assert_int_gt(fb.sends1 - fb.sends0, 2);
+    weft_credentials_unref(fb.creds);
+}
+END_TEST
+
 /* OpenSSL's allocations, counted through CRYPTO_set_mem_functions (set
- * in main before OpenSSL allocates anything). */
-static long ossl_allocs;
+ * in main before OpenSSL allocates anything); big ones (record buffers
+ * are about 17 KiB) apart: OpenSSL 3.0 also allocates 40-byte WPACKET
+ * nodes for every record it writes. */
+static long ossl_allocs, ossl_big_allocs;
+#define OSSL_BIG 4096
 
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
     (void)file;
     (void)line;
     ossl_allocs++;
+    ossl_big_allocs += n >= OSSL_BIG;
     return malloc(n);
 }
 
@@ -1634,6 +1808,7 @@ static void *ossl_realloc(void *p, size_t n, const char *file, int line)
     (void)file;
     (void)line;
     ossl_allocs++;
+    ossl_big_allocs += n >= OSSL_BIG;
     return realloc(p, n);
 }
 
@@ -1780,6 +1955,95 @@ START_TEST(handshake_timeout_closes_a_silent_connection_with_an_error)
     o.session_tickets = -5;
     ck_assert_ptr_null(weft_credentials_new(&o, true, &err, why, sizeof(why)));
     ck_assert_int_eq(err, WEFT_EINVAL);
+}
+END_TEST
+
+/*
+ * OpenSSL's record buffers stay while a connection is busy (no
+ * allocation per record, as SSL_MODE_RELEASE_BUFFERS made) and go back
+ * once it has been idle a second: the exchange after the pause
+ * allocates them again.
+ */
+static struct {
+    weft_credentials *sc;
+    int rounds;
+    long a5, a20, idle0, idle1;
+} ib;
+
+static void ib_srv_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)ctx;
+    weft_stream_write(s, d, n);
+}
+
+static void ib_conn(weft_server *srv, weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    ck_assert_int_eq(weft_stream_set_secure(s, ib.sc), 0);
+    weft_stream_on_data(s, ib_srv_data, NULL);
+    weft_server_close(srv);
+}
+
+static void ib_ping(weft_stream *s)
+{
+    ck_assert_int_eq(weft_stream_write(s, "ping", 4), 1);
+}
+
+static void ib_after_pause(weft_timer *t, void *ctx)
+{
+    (void)t;
+    ib.idle0 = ossl_big_allocs;
+    ib_ping(ctx);
+}
+
+static void ib_secure(weft_stream *s, void *ctx)
+{
+    (void)ctx;
+    ib_ping(s);
+}
+
+static void ib_data(weft_stream *s, const char *d, size_t n, void *ctx)
+{
+    (void)d;
+    (void)ctx;
+    ck_assert_uint_eq(n, 4);
+    ib.rounds++;
+    if (ib.rounds == 5)
+        ib.a5 = ossl_big_allocs;
+    if (ib.rounds < 20) {
+        ib_ping(s);
+    } else if (ib.rounds == 20) {
+        ib.a20 = ossl_big_allocs;
+        weft_set_timeout(tu_loop, 1500, ib_after_pause, s);
+    } else {
+        ib.idle1 = ossl_big_allocs;
+        weft_stream_end(s, NULL, 0);
+    }
+}
+
+START_TEST(busy_tls_connections_keep_openssl_buffers_idle_ones_give_them_back)
+{
+    memset(&ib, 0, sizeof(ib));
+    ib.sc = server_creds("server", NULL, NULL, 0, NULL);
+    int port;
+    tu_server(ib_conn, NULL, &port);
+    weft_stream *c;
+    ck_assert_int_eq(weft_create_connection(tu_loop, port, "127.0.0.1", &c),
+                     0);
+    ck_assert_int_eq(weft_stream_set_servername(c, "localhost"), 0);
+    weft_credentials *cc = client_creds("ca.pem", NULL, 0, NULL);
+    ck_assert_int_eq(weft_stream_set_secure(c, cc), 0);
+    weft_credentials_unref(cc);
+    weft_stream_on_secure(c, ib_secure, NULL);
+    weft_stream_on_data(c, ib_data, NULL);
+    run_for(10000);
+    ck_assert_int_eq(ib.rounds, 21);
+    ck_assert_msg(ib.a20 == ib.a5,
+                  "%ld big OpenSSL allocations in 15 busy round trips",
+                  ib.a20 - ib.a5);
+    ck_assert_msg(ib.idle1 > ib.idle0,
+                  "no buffer allocated again after the pause");
+    weft_credentials_unref(ib.sc);
 }
 END_TEST
 
@@ -2955,6 +3219,7 @@ int main(void)
                    transport_big_write_fills_the_socket_then_resumes_exactly);
     tcase_add_test(tc,
                    adopted_socketpair_ends_take_the_side_their_credentials_say);
+    tcase_add_test(tc, transport_held_flight_taken_in_part_keeps_its_order);
     suite_add_tcase(s, tc);
 
     tc = tu_tcase("session");
@@ -2982,10 +3247,14 @@ int main(void)
     tcase_add_loop_test(
         tc, last_handshake_flight_and_the_greeting_leave_in_one_send, 0, 3);
     tcase_add_test(
+        tc, a_big_first_write_with_the_last_flight_waits_for_room_in_order);
+    tcase_add_test(
         tc,
         accepted_tls_streams_allocate_nothing_in_openssl_until_the_peer_speaks);
     tcase_add_loop_test(
         tc, handshake_timeout_closes_a_silent_connection_with_an_error, 0, 3);
+    tcase_add_test(
+        tc, busy_tls_connections_keep_openssl_buffers_idle_ones_give_them_back);
     tcase_add_test(tc, tls_client_to_a_plain_server_errors_clearly);
     tcase_add_test(tc, sixteen_mib_each_way_at_once_byte_exact);
     tcase_add_test(tc,
