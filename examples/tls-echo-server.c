@@ -29,7 +29,7 @@
 
 #include "weft.h"
 
-static volatile sig_atomic_t stop_requested;
+static int exit_status;
 static weft_server *server;
 static weft_credentials *creds;
 
@@ -123,21 +123,38 @@ static void on_listening(weft_server *srv, void *ctx)
     }
 }
 
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
+static void on_stop_signal(weft_loop *loop, int signum, void *ctx);
 
-static void check_signal(weft_timer *t, void *ctx)
+/* Stops accepting, ends every connection (close_notify, then FIN) and
+ * stops listening for signals: weft_run() returns once the last one has
+ * closed. */
+static void shut_down(void)
 {
-    (void)ctx;
-    if (!stop_requested)
-        return;
-    weft_clear_timer(t);
+    weft_signal_off(NULL, SIGINT, on_stop_signal, NULL);
+    weft_signal_off(NULL, SIGTERM, on_stop_signal, NULL);
     weft_server_close(server);
     for (conn *c = conns.next; c != &conns; c = c->next)
         weft_stream_end(c->stream, NULL, 0);
+}
+
+static void on_stop_signal(weft_loop *loop, int signum, void *ctx)
+{
+    (void)loop;
+    (void)ctx;
+    fprintf(stderr, "tls-echo-server: %s, closing\n",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+    shut_down();
+}
+
+static void on_server_error(weft_server *srv, int err, const char *msg,
+                            void *ctx)
+{
+    (void)srv;
+    (void)err;
+    (void)ctx;
+    fprintf(stderr, "tls-echo-server: %s\n", msg);
+    exit_status = 1;
+    shut_down();
 }
 
 int main(int argc, char **argv)
@@ -173,13 +190,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
     server = weft_create_server(NULL, on_connection, NULL);
+    if (server != NULL)
+        weft_server_on_error(server, on_server_error, NULL);
     err = server ? weft_server_listen(server, port, "localhost", on_listening,
                                       NULL)
                  : WEFT_ENOMEM;
@@ -192,11 +205,16 @@ int main(int argc, char **argv)
         weft_credentials_unref(creds);
         return 1;
     }
-    weft_timer *t = weft_set_interval(NULL, 100, check_signal, NULL);
-    weft_timer_unref(t);
+    /* Signal listeners do not keep the loop alive; the server does. */
+    if (weft_signal_on(NULL, SIGINT, on_stop_signal, NULL) < 0 ||
+        weft_signal_on(NULL, SIGTERM, on_stop_signal, NULL) < 0) {
+        fprintf(stderr, "tls-echo-server: cannot listen for signals\n");
+        exit_status = 1;
+        shut_down();
+    }
     weft_run();
     weft_loop_close(weft_default_loop());
     /* Streams held their own references; this is the last one. */
     weft_credentials_unref(creds);
-    return 0;
+    return exit_status;
 }
