@@ -212,9 +212,42 @@ static weft__dns_req *req_new(weft_loop *loop, const char *host, int port,
     return req;
 }
 
+/*
+ * fork(): only the forking thread exists in the child, so the pool's
+ * threads are gone there while the counts still say they wait. The lock
+ * is held across the fork (no worker is inside it), and the child starts
+ * from an empty pool: its next lookup makes a thread again. A lookup a
+ * worker was resolving at the fork never completes in the child.
+ */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+static void fork_child(void)
+{
+    threads_started = 0;
+    threads_idle = 0;
+    pthread_cond_init(&work_cond, NULL); /* its waiters stayed behind */
+    pthread_mutex_unlock(&lock);
+}
+
+static void fork_handlers(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* Hands `req` to the pool. On failure `req` is still the caller's. */
 static int submit(weft__dns_req *req)
 {
+    pthread_once(&fork_once, fork_handlers);
     pthread_mutex_lock(&lock);
     if (threads_idle == 0 && threads_started < DNS_THREADS) {
         if (weft__thread_start(worker, NULL, 256 * 1024) == 0)

@@ -104,6 +104,37 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/*
+ * fork(): the pool's threads do not exist in the child. The lock is held
+ * across the fork; the child's pool counts no thread, so its next job
+ * makes one (jobs still queued then run too). Jobs that were running at
+ * the fork never finish in the child.
+ */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+static void fork_child(void)
+{
+    threads_alive = 0;
+    threads_idle = 0;
+    pthread_cond_init(&cond, NULL); /* its waiters stayed behind */
+    pthread_mutex_unlock(&lock);
+}
+
+static void fork_handlers(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 /* Makes threads while some queued job has no idle thread coming for it,
  * within the pool's size. Called with the lock held. */
 static void grow_locked(void)
@@ -133,6 +164,7 @@ int weft_queue_work(weft_loop *loop, weft_work_fn work, weft_work_done_cb done,
     w->ctx = ctx;
     w->state = QUEUED;
 
+    pthread_once(&fork_once, fork_handlers);
     pthread_mutex_lock(&lock);
     weft__q_push(&queue, &w->node);
     queued_n++;
