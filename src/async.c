@@ -38,12 +38,29 @@ typedef struct stripe {
 static stripe stripes[STRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 
+/* fork(): a stripe held by another thread at that moment would stay
+ * locked in the child for good; holding them all across the fork keeps
+ * every lock free on both sides. */
+static void stripes_fork_prepare(void)
+{
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_lock(&stripes[i].lock);
+}
+
+static void stripes_fork_release(void)
+{
+    for (int i = STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&stripes[i].lock);
+}
+
 static void stripes_init(void)
 {
     for (int i = 0; i < STRIPES; i++) {
         pthread_mutex_init(&stripes[i].lock, NULL);
         weft__q_init(&stripes[i].loops);
     }
+    (void)pthread_atfork(stripes_fork_prepare, stripes_fork_release,
+                         stripes_fork_release);
 }
 
 static stripe *stripe_of(const weft_loop *loop)
