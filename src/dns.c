@@ -244,7 +244,7 @@ static void fork_handlers(void)
     (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-/* Hands `req` to the pool. On failure `req` is still the caller's. */
+/* Hands `req` to the pool; on failure it is freed (it was never seen). */
 static int submit(weft__dns_req *req)
 {
     pthread_once(&fork_once, fork_handlers);
@@ -254,6 +254,8 @@ static int submit(weft__dns_req *req)
             threads_started++;
         if (threads_started == 0) {
             pthread_mutex_unlock(&lock);
+            req->loop->dns_pending--;
+            free(req);
             return WEFT_ENOMEM;
         }
     }
@@ -276,11 +278,8 @@ int weft__dns_lookup_af(weft_loop *loop, const char *host, int port, int family,
     req->fn = fn;
     req->passive = passive;
     int err = submit(req);
-    if (err < 0) {
-        loop->dns_pending--;
-        free(req);
+    if (err < 0)
         return err;
-    }
     *out = req;
     return 0;
 }
@@ -329,11 +328,8 @@ int weft_dns_lookup(weft_loop *loop, const char *host, int family,
         pthread_mutex_unlock(&lock);
     } else {
         int err = submit(req);
-        if (err < 0) {
-            loop->dns_pending--;
-            free(req);
+        if (err < 0)
             return err;
-        }
     }
     loop->active_refs++;
     if (out != NULL)
