@@ -24,7 +24,7 @@
  *   - the loop ends, within a bounded number of turns, once the peer is
  *     gone and the stream destroyed; no fd and (ASan) no memory leaks.
  */
-#include "weft.h"
+#include "harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -35,26 +35,6 @@
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "fuzz_stream: %s:%d: %s\n", __FILE__, __LINE__,  \
-                    #c);                                                       \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
-
-/* The peer's byte stream and weft's are both generated: byte i is a
- * function of i, so any slice can be checked without keeping it. */
-static uint8_t peer_byte(uint64_t i)
-{
-    return (uint8_t)((i * 131u) ^ (i >> 8) ^ 0x5a);
-}
-static uint8_t weft_byte(uint64_t i)
-{
-    return (uint8_t)((i * 29u) + (i >> 9) + 7);
-}
 
 enum inside { IN_NONE, IN_PAUSE, IN_END, IN_DESTROY, IN_WRITE, IN_RESUME };
 
@@ -162,16 +142,6 @@ static void on_close(weft_stream *s, bool had_error, void *ctx)
     x->closed = true;
 }
 
-static void unhandled(const char *o, void *h, int e, const char *m, void *c)
-{
-    (void)o;
-    (void)h;
-    (void)e;
-    (void)m;
-    (void)c;
-    abort(); /* the harness listens for 'error' */
-}
-
 /* write()'s result must match the state the harness knows. */
 static void check_write_result(state *x, int r, size_t n)
 {
@@ -254,22 +224,13 @@ static const char *const encodings[] = {NULL,   "utf8",   "hex",
                                         "base64", "latin1", "ascii",
                                         "base64url", "bogus"};
 
-static int fd_count(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++)
-        if (fcntl(fd, F_GETFD) >= 0)
-            n++;
-    return n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fds_at_start = fd_count();
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return 0;
-    weft_set_unhandled_error_handler(unhandled, NULL);
+    weft_set_unhandled_error_handler(unhandled_is_a_bug, NULL);
     weft_loop *loop = weft_loop_new();
     CHECK(loop != NULL);
     memset(&st, 0, sizeof(st));
@@ -388,12 +349,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         close(st.peer);
     if (!st.closed)
         weft_stream_destroy(st.s);
-    int turns = 0;
-    while (weft_loop_run_mode(loop, WEFT_RUN_NOWAIT) == 1)
-        CHECK(++turns < 100);
-    CHECK(st.closed);
-    CHECK(weft_loop_close(loop) == 0);
-    weft_set_unhandled_error_handler(NULL, NULL);
+    wind_down(loop, &st.closed);
 
     /* No fd left behind by this input. */
     CHECK(fd_count() == fds_at_start);

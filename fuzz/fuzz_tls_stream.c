@@ -22,7 +22,7 @@
  *     no fd leaks (ASan checks memory).
  * The key and certificate are made once at start-up, in memory.
  */
-#include "weft.h"
+#include "harness.h"
 
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -40,26 +40,8 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                               \
-    do {                                                                       \
-        if (!(c)) {                                                            \
-            fprintf(stderr, "fuzz_tls_stream: %s:%d: %s\n", __FILE__,        \
-                    __LINE__, #c);                                             \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
-
 static weft_credentials *server_creds;
 static SSL_CTX *client_ctx;
-
-static uint8_t peer_byte(uint64_t i)
-{
-    return (uint8_t)((i * 131u) ^ (i >> 8) ^ 0x5a);
-}
-static uint8_t weft_byte(uint64_t i)
-{
-    return (uint8_t)((i * 29u) + (i >> 9) + 7);
-}
 
 /* A self-signed P-256 certificate for "localhost", as PEM text. */
 static void make_cert(char **key_pem, char **cert_pem)
@@ -168,16 +150,6 @@ static void on_close(weft_stream *s, bool had_error, void *ctx)
     x->closed = true;
 }
 
-static void unhandled(const char *o, void *h, int e, const char *m, void *c)
-{
-    (void)o;
-    (void)h;
-    (void)e;
-    (void)m;
-    (void)c;
-    abort();
-}
-
 /* Peer -> socket: up to `n` bytes of the peer's TLS output, maybe with
  * one byte flipped, maybe dropped, maybe held back to go after the next
  * chunk (a reordering). */
@@ -267,22 +239,13 @@ static void weft_write(state *x, size_t n)
         CHECK(r == WEFT_ESTATE || r == WEFT_EWRITEAFTEREND);
 }
 
-static int fd_count(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 1024; fd++)
-        if (fcntl(fd, F_GETFD) >= 0)
-            n++;
-    return n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fds_at_start = fd_count();
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return 0;
-    weft_set_unhandled_error_handler(unhandled, NULL);
+    weft_set_unhandled_error_handler(unhandled_is_a_bug, NULL);
     weft_loop *loop = weft_loop_new();
     CHECK(loop != NULL);
     memset(&st, 0, sizeof(st));
@@ -384,12 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         close(st.sock);
     if (!st.closed)
         weft_stream_destroy(st.s);
-    int turns = 0;
-    while (weft_loop_run_mode(loop, WEFT_RUN_NOWAIT) == 1)
-        CHECK(++turns < 100);
-    CHECK(st.closed);
-    CHECK(weft_loop_close(loop) == 0);
-    weft_set_unhandled_error_handler(NULL, NULL);
+    wind_down(loop, &st.closed);
     SSL_free(st.ssl); /* frees both BIOs */
     ERR_clear_error();
     CHECK(fd_count() == fds_at_start);
