@@ -54,10 +54,11 @@
  * slot, and every slot cache-line aligned (an odd stride made the
  * kernel's copy into each slot a misaligned one). */
 #define SLOT_STRIDE (SLOT + 64)
-/* recvmmsg calls per readable event. Bounded so one flooded socket
- * cannot starve the rest of the loop (timers, other sockets); the
- * socket stays readable and the rest is read on the next turn. */
-#define RECV_BATCHES 4
+/* Datagrams (GRO: slots) read per readable event, four full batches.
+ * Bounded so one flooded socket cannot starve the rest of the loop
+ * (timers, other sockets); the socket stays readable and the rest is
+ * read on the next turn. */
+#define RECV_BUDGET (4 * BATCH)
 /* Bytes of the send side of the batch area: replies gathered inside
  * 'message' listeners; a reply that does not fit flushes the batch. */
 #define SEND_ARENA (256 * 1024)
@@ -69,7 +70,7 @@
 #define MAX_PIECES 64
 /* Datagrams and bytes of one send_segments call: within the kernel's
  * UDP_MAX_SEGMENTS (128) and one IP packet's 64 KiB. */
-#define MAX_SEGMENTS 64
+#define MAX_SEGMENTS       64
 #define MAX_SEGMENTS_BYTES 65000
 
 enum dgram_state { IDLE, BINDING, BOUND, CLOSED };
@@ -105,6 +106,12 @@ struct weft__dgram_batch {
     /* room for a UDP_GRO control message per slot (sockets with gro) */
     char rctl[BATCH][CMSG_SPACE(sizeof(int))];
     char *rbuf; /* BATCH slots, SLOT_STRIDE apart */
+    /* rmsg[] is set up for slots of rroom bytes (with GRO control room
+     * when rgro); the kernel wrote the name and control lengths of the
+     * first rdirty entries, which the next read resets. */
+    size_t rroom;
+    bool rgro;
+    unsigned rdirty;
     /* send side: datagrams gathered for `owner` inside its listeners */
     weft_dgram *owner;
     unsigned nsend;
@@ -125,9 +132,11 @@ struct weft_dgram {
     bool connected;
     bool connecting; /* a connect() waits for its lookup */
     bool need_drain;
-    bool in_batch; /* emitting this socket's batch */
-    bool gro;      /* UDP_GRO is on: a slot may hold several datagrams */
-    bool no_gso;   /* UDP_SEGMENT was refused once: do not ask again */
+    bool in_batch;    /* emitting this socket's batch */
+    bool gro;         /* UDP_GRO is on: a slot may hold several datagrams */
+    bool no_gso;      /* UDP_SEGMENT was refused once: do not ask again */
+    uint8_t rskip;    /* short batches left that go straight back to epoll */
+    uint8_t rmisses;  /* empty read-agains in a row */
     size_t max_message;
     size_t max_queue;
     dgram_req *q_head, *q_tail;
@@ -192,6 +201,7 @@ static struct weft__dgram_batch *batch_get(weft_loop *loop)
         free(b);
         return NULL;
     }
+    b->rroom = (size_t)-1; /* headers not set up yet */
     loop->dgram = b;
     return b;
 }
@@ -448,10 +458,68 @@ static void emit_segments(weft_dgram *s, char *buf, size_t size, size_t seg,
         ri->size = dlen;
         ri->truncated = dlen > len;
         ri->address_[0] = '\0';
-        WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data, len,
-                   ri);
+        WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data, len, ri);
         data[len] = saved;
     }
+}
+
+/* Readies the receive headers for slots of `room` bytes. recvmmsg
+ * writes back only the name and control lengths (and the flags and
+ * sizes, which are outputs) of the entries it filled, so after the first
+ * read of a run only those are reset: a short batch costs a short reset. */
+static void rmsg_prepare(struct weft__dgram_batch *b, size_t room, bool gro)
+{
+    if (b->rroom == room && b->rgro == gro) {
+        for (unsigned i = 0; i < b->rdirty; i++) {
+            b->rmsg[i].msg_hdr.msg_namelen = sizeof(b->raddr[i]);
+            b->rmsg[i].msg_hdr.msg_controllen = gro ? sizeof(b->rctl[i]) : 0;
+        }
+        b->rdirty = 0;
+        return;
+    }
+    for (unsigned i = 0; i < BATCH; i++) {
+        b->riov[i] = (struct iovec){b->rbuf + (size_t)i * SLOT_STRIDE, room};
+        b->rmsg[i].msg_hdr = (struct msghdr){
+            .msg_name = &b->raddr[i],
+            .msg_namelen = sizeof(b->raddr[i]),
+            .msg_iov = &b->riov[i],
+            .msg_iovlen = 1,
+            .msg_control = gro ? b->rctl[i] : NULL,
+            .msg_controllen = gro ? sizeof(b->rctl[i]) : 0,
+        };
+    }
+    b->rroom = room;
+    b->rgro = gro;
+    b->rdirty = 0;
+}
+
+/* After a short batch, whether to read once more before going back to
+ * epoll. A short batch means the socket was empty when read, yet on a
+ * busy socket more datagrams arrive while the batch is delivered: a read
+ * then finds them without a wait, and a receiver that sleeps less also
+ * costs a loopback sender fewer wake-ups. On a quiet socket (one
+ * request, one answer) that read finds nothing and is a wasted system
+ * call: from the second empty one in a row, the next 1, 2, 4 ... 64
+ * short batches skip it, and one that finds datagrams turns it back on. */
+static bool read_again(weft_dgram *s)
+{
+    if (s->rskip == 0)
+        return true;
+    s->rskip--;
+    return false;
+}
+
+static void read_again_result(weft_dgram *s, bool found)
+{
+    if (found) {
+        s->rmisses = 0;
+        return;
+    }
+    if (s->rmisses < 8)
+        s->rmisses++;
+    /* one empty read in a row is noise on a busy socket: skip from the
+     * second on, 1, 2, 4 ... 64 short batches */
+    s->rskip = s->rmisses < 2 ? 0 : (uint8_t)(1u << (s->rmisses - 2));
 }
 
 static void read_batches(weft_dgram *s)
@@ -466,35 +534,32 @@ static void read_batches(weft_dgram *s)
     /* With GRO a slot may hold several datagrams: read whole slots and
      * cut each datagram to max_message when it is delivered. */
     size_t room = s->gro ? SLOT : want;
-    for (int round = 0; round < RECV_BATCHES; round++) {
-        for (unsigned i = 0; i < BATCH; i++) {
-            b->riov[i] =
-                (struct iovec){b->rbuf + (size_t)i * SLOT_STRIDE, room};
-            b->rmsg[i].msg_hdr = (struct msghdr){
-                .msg_name = &b->raddr[i],
-                .msg_namelen = sizeof(b->raddr[i]),
-                .msg_iov = &b->riov[i],
-                .msg_iovlen = 1,
-                .msg_control = s->gro ? b->rctl[i] : NULL,
-                .msg_controllen = s->gro ? sizeof(b->rctl[i]) : 0,
-            };
-        }
+    int budget = RECV_BUDGET;
+    bool again = false; /* this read follows a short batch */
+    for (;;) {
+        rmsg_prepare(b, room, s->gro);
         /* MSG_TRUNC: msg_len is the datagram's real size even when it
          * did not fit, so a truncation is reported with its size. */
-        int n = recvmmsg(s->io.fd, b->rmsg, BATCH, MSG_DONTWAIT | MSG_TRUNC,
-                         NULL);
+        int n =
+            recvmmsg(s->io.fd, b->rmsg, BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
+        b->rdirty = n < 0 ? 1 : n < BATCH ? (unsigned)n + 1 : BATCH;
         if (n < 0) {
             int e = errno;
             if (e == EINTR)
                 continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
+            if (e == EAGAIN || e == EWOULDBLOCK) {
+                if (again)
+                    read_again_result(s, false);
                 return;
+            }
             /* An ICMP error queued on the socket (ECONNREFUSED after a
              * send to a closed port on a connected socket): reading took
              * it off, so it is reported once. */
             defer_error(s, weft__err(e), "recvmsg", NULL);
             return;
         }
+        if (again)
+            read_again_result(s, true);
         b->owner = s;
         b->nsend = 0;
         b->used = 0;
@@ -517,8 +582,8 @@ static void read_batches(weft_dgram *s)
                 ri.truncated =
                     (m->msg_hdr.msg_flags & MSG_TRUNC) || size > want;
                 ri.address_[0] = '\0';
-                WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s,
-                           data, len, &ri);
+                WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data,
+                           len, &ri);
                 continue;
             }
             emit_segments(s, b->riov[i].iov_base, size, seg, &ri);
@@ -529,7 +594,11 @@ static void read_batches(weft_dgram *s)
         b->owner = NULL;
         b->nsend = 0;
         b->used = 0;
-        if (n < BATCH || s->state != BOUND)
+        budget -= n;
+        if (s->state != BOUND || budget <= 0)
+            return;
+        again = n < BATCH;
+        if (again && !read_again(s))
             return;
     }
 }

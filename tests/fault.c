@@ -55,7 +55,8 @@ const char *fault_call_name(enum fault_call call)
 {
     static const char *names[] = {"accept4", "connect", "read",
                                   "send",    "socket",  "setsockopt",
-                                  "shutdown", "epoll_ctl", "getaddrinfo"};
+                                  "shutdown", "epoll_ctl", "getaddrinfo",
+                                  "recvmmsg"};
     return names[call];
 }
 
@@ -195,4 +196,17 @@ int getaddrinfo(const char *node, const char *service,
     return REAL(getaddrinfo,
                 int (*)(const char *, const char *, const struct addrinfo *,
                         struct addrinfo **))(node, service, hints, res);
+}
+
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
+             struct timespec *timeout)
+{
+    int e = hit(FAULT_RECVMMSG);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return REAL(recvmmsg, int (*)(int, struct mmsghdr *, unsigned int, int,
+                                  struct timespec *))(fd, vec, vlen, flags,
+                                                      timeout);
 }

@@ -1,8 +1,8 @@
 /*
  * fault.h - syscall fault injection for tests, by interposition: the test
  * binary that links tests/fault.c defines accept4, connect, read, send,
- * sendmsg, socket, setsockopt, shutdown, epoll_ctl and getaddrinfo
- * itself; weft (linked statically into it) calls these, which forward to
+ * sendmsg, socket, setsockopt, shutdown, epoll_ctl, getaddrinfo and
+ * recvmmsg itself; weft (linked statically into it) calls these, which forward to
  * the real ones unless a fault is armed. Nothing in weft changes.
  */
 #ifndef WEFT_TEST_FAULT_H
@@ -18,6 +18,7 @@ enum fault_call {
     FAULT_SHUTDOWN,
     FAULT_EPOLL_CTL,
     FAULT_GETADDRINFO, /* err is an EAI_* code */
+    FAULT_RECVMMSG,
     FAULT_NCALLS
 };
 

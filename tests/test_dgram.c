@@ -568,6 +568,120 @@ START_TEST(echo_inside_message_answers_every_datagram_of_a_batch)
 }
 END_TEST
 
+/* ---- reading again after a short batch -------------------------------- */
+
+/* A ping-pong between two sockets of one loop: each answers inside
+ * 'message' while it has answers left. */
+typedef struct rally {
+    int left;
+    int got;
+} rally;
+
+static void on_rally(weft_dgram *s, const char *data, size_t len,
+                     const weft_dgram_rinfo *ri, void *ctx)
+{
+    rally *r = ctx;
+    r->got++;
+    if (r->left > 0) {
+        r->left--;
+        ck_assert_int_ge(weft_dgram_reply(s, ri, data, len), 0);
+    }
+}
+
+START_TEST(quiet_ping_pong_does_not_pay_an_empty_read_per_datagram)
+{
+    /* Each side's answer can only be read after its own batch ends, so a
+     * read after the short batch always finds nothing: weft must learn
+     * that and stop asking. Always reading again costs 2 per datagram. */
+    rally ra = {.left = 1000}, rb = {.left = 1000};
+    weft_dgram *a, *b;
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, on_rally, &ra, &a),
+                     0);
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, on_rally, &rb, &b),
+                     0);
+    ck_assert_int_eq(weft_dgram_bind(a, 0, "127.0.0.1", NULL, NULL), 0);
+    ck_assert_int_eq(weft_dgram_bind(b, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address ab;
+    ck_assert_int_eq(weft_dgram_address(b, &ab), 0);
+    long before = fault_calls(FAULT_RECVMMSG);
+    ck_assert_int_eq(weft_dgram_send(a, "x", 1, ab.port, "127.0.0.1"), 1);
+    long long end = now_ms() + 5000;
+    while (ra.got + rb.got < 2001 && now_ms() < end)
+        weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
+    long reads = fault_calls(FAULT_RECVMMSG) - before;
+    int got = ra.got + rb.got;
+    weft_dgram_close(a, NULL, NULL);
+    weft_dgram_close(b, NULL, NULL);
+    tu_run(3000);
+    ck_assert_int_eq(got, 2001);
+    /* one read per datagram, plus a few probes (backing off to 1 in 64) */
+    ck_assert_msg(reads <= got + got / 16, "%ld reads for %d datagrams", reads,
+                  got);
+}
+END_TEST
+
+typedef struct feed {
+    int fd; /* a plain socket connected to the weft socket */
+    int sent, got, turns, turn_of_last;
+    bool done;
+} feed;
+
+static void feed_message(weft_dgram *s, const char *data, size_t len,
+                         const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s, (void)data, (void)len, (void)ri;
+    feed *f = ctx;
+    f->got++;
+    f->turn_of_last = f->turns;
+    if (f->sent < 100) {
+        ck_assert_int_eq(send(f->fd, "y", 1, 0), 1);
+        f->sent++;
+    }
+}
+
+static void count_turn(weft_immediate *im, void *ctx)
+{
+    (void)im;
+    feed *f = ctx;
+    f->turns++;
+    if (!f->done)
+        weft_set_immediate(tu_loop, count_turn, f);
+}
+
+START_TEST(datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn)
+{
+    /* Every datagram sends the next one while it is delivered, as a busy
+     * peer's stream does: a read after each short batch finds it, so all
+     * 101 arrive within a turn or two of the loop instead of one turn
+     * each (that is the sleep and wake-up a loopback sender pays for). */
+    feed f = {0};
+    weft_dgram *s;
+    ck_assert_int_eq(
+        weft_dgram_create_socket(tu_loop, NULL, feed_message, &f, &s), 0);
+    ck_assert_int_eq(weft_dgram_bind(s, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address sa;
+    ck_assert_int_eq(weft_dgram_address(s, &sa), 0);
+    f.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(f.fd, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)sa.port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(connect(f.fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    ck_assert_ptr_nonnull(weft_set_immediate(tu_loop, count_turn, &f));
+    ck_assert_int_eq(send(f.fd, "y", 1, 0), 1);
+    long long end = now_ms() + 5000;
+    while (f.got < 101 && now_ms() < end)
+        weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
+    f.done = true;
+    weft_dgram_close(s, NULL, NULL);
+    tu_run(3000);
+    close(f.fd);
+    ck_assert_int_eq(f.got, 101);
+    ck_assert_msg(f.turn_of_last <= 10, "101 datagrams took %d turns",
+                  f.turn_of_last);
+}
+END_TEST
+
 START_TEST(close_inside_message_stops_delivery_and_closes_once)
 {
     peer srv, cli;
@@ -903,6 +1017,9 @@ int main(void)
     tcase_add_test(tc, bind_to_a_name_looks_it_up_then_listens);
     tcase_add_test(tc, echo_inside_message_answers_every_datagram_of_a_batch);
     tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
+    tcase_add_test(tc, quiet_ping_pong_does_not_pay_an_empty_read_per_datagram);
+    tcase_add_test(
+        tc, datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn);
     tcase_add_test(tc,
                    flood_while_slow_neither_grows_memory_nor_blocks_the_loop);
     tcase_add_test(tc, unref_socket_does_not_keep_the_loop_alive);
