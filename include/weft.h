@@ -1118,8 +1118,10 @@ typedef struct weft_dgram_options {
      * to this size with `truncated` set and its real size in `size`.
      */
     size_t max_message;
-    /* Bytes the send queue may hold (0: 1 MiB); past it a send returns
-     * WEFT_ENOBUFS and the datagram is dropped. */
+    /* Bytes the send queue may hold (0: 1 MiB), and at most one datagram
+     * per 16 of them (at least 64 datagrams, so empty ones are bounded
+     * too); past either a send returns WEFT_ENOBUFS and the datagram is
+     * dropped. */
     size_t max_queue;
     /*
      * UDP GRO (Linux 5.0+): the kernel may hand several datagrams of one
@@ -1216,10 +1218,16 @@ WEFT_EXTERN int weft_dgram_address(const weft_dgram *sock, weft_address *out);
  * (Node's send of an array of buffers: one sendmsg with an iovec). On a
  * connected socket `port` must be 0 and `address` NULL (else
  * WEFT_EISCONN). On an unconnected one, `port` is 1..65535 and `address`
- * an IP literal (NULL: the family's loopback, as Node's "localhost"; a
- * name is refused with WEFT_EINVAL: look it up once with
- * weft_dns_lookup() or connect()). An unbound socket is bound first to
- * any address and port 0, as Node does ('listening' follows).
+ * an IP literal or a host name (NULL: the family's loopback, as Node's
+ * "localhost"). A name is looked up off the loop (as Node's send does)
+ * and the datagram waits in the queue, behind what waits there, until it
+ * is known: send returns 0. One lookup serves every datagram queued for
+ * that name meanwhile; a name that does not resolve drops those and
+ * comes as 'error' (WEFT_ENOTFOUND, "getaddrinfo ENOTFOUND name"), the
+ * socket staying open. Each later send looks the name up again: on a hot
+ * path look it up once (weft_dns_lookup()) or connect(). An unbound
+ * socket is bound first to any address and port 0, as Node does
+ * ('listening' follows).
  *
  * Never blocks, and the bytes are copied (or sent) before it returns.
  * Returns 1 when the datagram went to the kernel (or, inside this

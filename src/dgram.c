@@ -94,6 +94,10 @@ typedef struct dgram_req {
     struct dgram_req *next;
     bool has_to;
     weft__sockaddr to;
+    /* sent to a host name not looked up yet: the name (after the data,
+     * in the same block) and the port; NULL once `to` holds the address */
+    const char *host;
+    int port;
     size_t len;
     char data[];
 } dgram_req;
@@ -142,6 +146,7 @@ struct weft_dgram {
     dgram_req *q_head, *q_tail;
     size_t q_bytes, q_count;
     weft__dns_req *dns;
+    weft__dns_req *send_dns; /* the lookup of the first queued host name */
     int dns_port;
     bool dns_for_connect;
     char *dns_host;
@@ -234,21 +239,34 @@ static void gather(char *dst, const weft_buf *bufs, size_t n)
     }
 }
 
+/* Queues a datagram for `to`, or for `host` (a name still to look up)
+ * and `port`, or for the connected peer. Bounded in bytes by max_queue,
+ * and in datagrams by max_queue / 16 (at least 64), so that empty
+ * datagrams cannot grow it without bound either. */
 static int enqueue(weft_dgram *s, const weft_buf *bufs, size_t n,
-                   const weft__sockaddr *to)
+                   const weft__sockaddr *to, const char *host, int port)
 {
     size_t len = total_len(bufs, n);
-    if (s->q_bytes + len > s->max_queue && s->q_count > 0)
+    size_t max_count = s->max_queue / 16 > 64 ? s->max_queue / 16 : 64;
+    if (s->q_count > 0 &&
+        (s->q_bytes + len > s->max_queue || s->q_count >= max_count))
         return WEFT_ENOBUFS;
-    dgram_req *r = weft__malloc(sizeof(*r) + len);
+    size_t hlen = host != NULL ? strlen(host) + 1 : 0;
+    dgram_req *r = weft__malloc(sizeof(*r) + len + hlen);
     if (r == NULL)
         return WEFT_ENOMEM;
     r->next = NULL;
-    r->has_to = to != NULL;
+    r->has_to = to != NULL || host != NULL;
     if (to != NULL)
         r->to = *to;
+    r->host = NULL;
+    r->port = port;
     r->len = len;
     gather(r->data, bufs, n);
+    if (host != NULL) {
+        memcpy(r->data + len, host, hlen);
+        r->host = r->data + len;
+    }
     if (s->q_tail)
         s->q_tail->next = r;
     else
@@ -277,12 +295,19 @@ static void free_queue(weft_dgram *s)
         dequeue_free(s);
 }
 
+/* Whether the head of the queue can be handed to the kernel now. */
+static bool sendable(const weft_dgram *s)
+{
+    return s->q_head != NULL && s->q_head->host == NULL && !s->connecting &&
+           s->state == BOUND;
+}
+
 static void update_io(weft_dgram *s)
 {
     if (s->state != BOUND)
         return;
     unsigned want = WEFT__IO_READ;
-    if (s->q_head != NULL && !s->connecting)
+    if (sendable(s))
         want |= WEFT__IO_WRITE;
     weft__io_set(s->h.loop, &s->io, want);
 }
@@ -301,9 +326,10 @@ static void flush_queue(weft_dgram *s)
 {
     struct mmsghdr msg[BATCH];
     struct iovec iov[BATCH];
-    while (s->q_head != NULL && s->state == BOUND && !s->connecting) {
+    while (sendable(s)) {
         unsigned n = 0;
-        for (dgram_req *r = s->q_head; r != NULL && n < BATCH; r = r->next) {
+        for (dgram_req *r = s->q_head; r != NULL && r->host == NULL && n < BATCH;
+             r = r->next) {
             iov[n] = (struct iovec){r->data, r->len};
             msg[n].msg_hdr = (struct msghdr){
                 .msg_name = r->has_to ? &r->to.u.sa : NULL,
@@ -360,8 +386,8 @@ static void flush_batch(struct weft__dgram_batch *b)
             for (; off < b->nsend; off++) {
                 struct msghdr *m = &b->smsg[off].msg_hdr;
                 weft_buf piece = {m->msg_iov->iov_base, m->msg_iov->iov_len};
-                if (enqueue(s, &piece, 1,
-                            m->msg_name ? &b->sto[off] : NULL) < 0)
+                if (enqueue(s, &piece, 1, m->msg_name ? &b->sto[off] : NULL,
+                            NULL, 0) < 0)
                     break; /* full: the rest is dropped, as UDP may */
             }
             break;
@@ -387,7 +413,7 @@ static int batch_add(struct weft__dgram_batch *b, const weft_buf *bufs,
         flush_batch(b);
     weft_dgram *s = b->owner;
     if (s->q_head != NULL) /* the kernel refused part of the batch */
-        return enqueue(s, bufs, n, to) < 0 ? WEFT_ENOBUFS : 0;
+        return enqueue(s, bufs, n, to, NULL, 0) < 0 ? WEFT_ENOBUFS : 0;
     unsigned i = b->nsend++;
     char *dst = b->sarena + b->used;
     gather(dst, bufs, n);
@@ -720,6 +746,21 @@ static int connect_to(weft_dgram *s, const weft__sockaddr *a)
     return 0;
 }
 
+/* The lookup's first answer of the socket's family; NULL with `*err`
+ * set when there is none. */
+static const struct addrinfo *family_answer(const weft_dgram *s,
+                                            const struct addrinfo *res,
+                                            int *err)
+{
+    if (*err < 0)
+        return NULL;
+    while (res != NULL && res->ai_family != s->family)
+        res = res->ai_next;
+    if (res == NULL)
+        *err = WEFT_ENOTFOUND;
+    return res;
+}
+
 static void resolved(weft__dns_req *req, struct addrinfo *res, int err,
                      void *ctx)
 {
@@ -732,11 +773,7 @@ static void resolved(weft__dns_req *req, struct addrinfo *res, int err,
     snprintf(where, sizeof(where), "%s", s->dns_host ? s->dns_host : "?");
     free(s->dns_host);
     s->dns_host = NULL;
-    struct addrinfo *ai = res;
-    while (err == 0 && ai != NULL && ai->ai_family != s->family)
-        ai = ai->ai_next;
-    if (err == 0 && ai == NULL)
-        err = WEFT_ENOTFOUND;
+    const struct addrinfo *ai = family_answer(s, res, &err);
     if (err < 0) {
         what = "getaddrinfo";
     } else {
@@ -881,8 +918,117 @@ int weft_dgram_address(const weft_dgram *s, weft_address *out)
 
 /* ---- send -------------------------------------------------------------- */
 
+/* Where a send goes: `to`; or `host`, a name looked up first, and
+ * `port`; or, with both NULL, the connected peer. */
+typedef struct dest {
+    const weft__sockaddr *to;
+    const char *host;
+    int port;
+    weft__sockaddr addr; /* what `to` points at for an address literal */
+} dest;
+
+static void send_lookup_next(weft_dgram *s);
+
+/* An address the lookup gave, with this datagram's port. */
+static void set_to(dgram_req *r, const struct addrinfo *ai)
+{
+    memcpy(&r->to.u.ss, ai->ai_addr, ai->ai_addrlen);
+    r->to.len = ai->ai_addrlen;
+    uint16_t port = htons((uint16_t)r->port);
+    if (ai->ai_family == AF_INET6)
+        ((struct sockaddr_in6 *)&r->to.u.ss)->sin6_port = port;
+    else
+        ((struct sockaddr_in *)&r->to.u.ss)->sin_port = port;
+    r->host = NULL;
+}
+
+/* Takes out of the queue every datagram waiting for `host`; returns
+ * how many. */
+static size_t unqueue_host(weft_dgram *s, const char *host)
+{
+    size_t n = 0;
+    dgram_req **pp = &s->q_head, *last = NULL;
+    while (*pp != NULL) {
+        dgram_req *r = *pp;
+        if (r->host != NULL && strcmp(r->host, host) == 0) {
+            *pp = r->next;
+            s->q_bytes -= r->len;
+            s->q_count--;
+            free(r);
+            n++;
+            continue;
+        }
+        last = r;
+        pp = &r->next;
+    }
+    s->q_tail = last;
+    return n;
+}
+
+/*
+ * The name of the first datagram queued for a host name was looked up:
+ * every queued datagram for that name gets the address (one lookup for a
+ * burst), the next name still waiting is looked up, and what can go
+ * goes. A failed lookup drops that name's datagrams and is reported as
+ * 'error' ("getaddrinfo ENOTFOUND name"); the socket stays open.
+ */
+static void send_resolved(weft__dns_req *req, struct addrinfo *res, int err,
+                          void *ctx)
+{
+    weft_dgram *s = ctx;
+    WEFT__UNUSED(req);
+    s->send_dns = NULL;
+    dgram_req *first = s->q_head;
+    while (first != NULL && first->host == NULL)
+        first = first->next;
+    if (first == NULL) { /* the queue was emptied meanwhile */
+        if (res)
+            freeaddrinfo(res);
+        return;
+    }
+    const struct addrinfo *ai = family_answer(s, res, &err);
+    if (err < 0) {
+        char name[128];
+        snprintf(name, sizeof(name), "%s", first->host);
+        unqueue_host(s, name);
+        defer_error(s, err, "getaddrinfo", name);
+    } else {
+        const char *host = first->host;
+        for (dgram_req *r = first->next; r != NULL; r = r->next)
+            if (r->host != NULL && strcmp(r->host, host) == 0)
+                set_to(r, ai);
+        set_to(first, ai);
+    }
+    if (res)
+        freeaddrinfo(res);
+    send_lookup_next(s);
+    flush_queue(s); /* also 'drain' when the queue is empty */
+}
+
+/* Starts the lookup of the first queued host name, if there is one and
+ * none is under way. */
+static void send_lookup_next(weft_dgram *s)
+{
+    if (s->send_dns != NULL || s->state == CLOSED)
+        return;
+    dgram_req *r = s->q_head;
+    while (r != NULL && r->host == NULL)
+        r = r->next;
+    if (r == NULL)
+        return;
+    int err = weft__dns_lookup_af(s->h.loop, r->host, r->port, s->family,
+                                  false, send_resolved, s, &s->send_dns);
+    if (err < 0) {
+        char name[128];
+        snprintf(name, sizeof(name), "%s", r->host);
+        unqueue_host(s, name);
+        defer_error(s, err, "getaddrinfo", name);
+        send_lookup_next(s);
+    }
+}
+
 static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
-                   const weft__sockaddr *to)
+                   const dest *d)
 {
     if (n > MAX_PIECES)
         return WEFT_EINVAL;
@@ -894,8 +1040,18 @@ static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
         if (err < 0)
             return err;
     }
+    const weft__sockaddr *to = d->to;
+    if (d->host != NULL) {
+        /* Queued behind whatever waits, in order, until the name is
+         * looked up (as Node's send does, through dns.lookup). */
+        int err = enqueue(s, bufs, n, NULL, d->host, d->port);
+        if (err < 0)
+            return err;
+        send_lookup_next(s);
+        return 0;
+    }
     if (s->state == BINDING || s->connecting || s->q_head != NULL) {
-        int err = enqueue(s, bufs, n, to);
+        int err = enqueue(s, bufs, n, to, NULL, 0);
         return err < 0 ? err : 0;
     }
     struct weft__dgram_batch *b = s->h.loop->dgram;
@@ -917,7 +1073,7 @@ static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
         if (e == EINTR)
             continue;
         if (transient(e)) {
-            int err = enqueue(s, bufs, n, to);
+            int err = enqueue(s, bufs, n, to, NULL, 0);
             if (err < 0)
                 return err;
             update_io(s);
@@ -927,8 +1083,28 @@ static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
     }
 }
 
+/* Where a send with this port and address goes (see dest). */
 static int destination(weft_dgram *s, int port, const char *address,
-                       weft__sockaddr *buf, const weft__sockaddr **to);
+                       dest *d)
+{
+    d->to = NULL;
+    d->host = NULL;
+    d->port = port;
+    if (s->connected || s->connecting)
+        return port != 0 || address != NULL ? WEFT_EISCONN : 0;
+    if (port < 1 || port > 65535)
+        return WEFT_EINVAL;
+    if (address == NULL)
+        address = s->family == AF_INET6 ? "::1" : "127.0.0.1";
+    if (weft__parse_ip(address, port, &d->addr)) {
+        d->to = &d->addr;
+        return 0;
+    }
+    if (address[0] == '\0' || strlen(address) > 253)
+        return WEFT_EINVAL; /* no DNS name is empty or longer */
+    d->host = address;
+    return 0;
+}
 
 int weft_dgram_sendv(weft_dgram *s, const weft_buf *bufs, size_t n, int port,
                      const char *address)
@@ -937,12 +1113,11 @@ int weft_dgram_sendv(weft_dgram *s, const weft_buf *bufs, size_t n, int port,
         return WEFT_EINVAL;
     if (s->state == CLOSED)
         return WEFT_ESTATE;
-    weft__sockaddr buf;
-    const weft__sockaddr *to;
-    int err = destination(s, port, address, &buf, &to);
+    dest d;
+    int err = destination(s, port, address, &d);
     if (err < 0)
         return err;
-    return send_to(s, bufs, n, to);
+    return send_to(s, bufs, n, &d);
 }
 
 int weft_dgram_send(weft_dgram *s, const void *data, size_t len, int port,
@@ -952,31 +1127,14 @@ int weft_dgram_send(weft_dgram *s, const void *data, size_t len, int port,
     return weft_dgram_sendv(s, &b, 1, port, address);
 }
 
-/* Resolves the destination of a send: NULL `*to` on a connected socket. */
-static int destination(weft_dgram *s, int port, const char *address,
-                       weft__sockaddr *buf, const weft__sockaddr **to)
-{
-    *to = NULL;
-    if (s->connected || s->connecting)
-        return port != 0 || address != NULL ? WEFT_EISCONN : 0;
-    if (port < 1 || port > 65535)
-        return WEFT_EINVAL;
-    if (address == NULL)
-        address = s->family == AF_INET6 ? "::1" : "127.0.0.1";
-    if (!weft__parse_ip(address, port, buf))
-        return WEFT_EINVAL;
-    *to = buf;
-    return 0;
-}
-
 /* The segments one at a time, through the usual path (batch, queue). */
 static int send_each(weft_dgram *s, const char *data, size_t len,
-                     size_t segment, const weft__sockaddr *to)
+                     size_t segment, const dest *d)
 {
     int all = 1;
     for (size_t off = 0; off < len; off += segment) {
         weft_buf b = {data + off, len - off < segment ? len - off : segment};
-        int rc = send_to(s, &b, 1, to);
+        int rc = send_to(s, &b, 1, d);
         if (rc < 0)
             return rc;
         all &= rc;
@@ -993,16 +1151,16 @@ int weft_dgram_send_segments(weft_dgram *s, const void *data, size_t len,
         return WEFT_EINVAL;
     if (s->state == CLOSED)
         return WEFT_ESTATE;
-    weft__sockaddr buf;
-    const weft__sockaddr *to;
-    int err = destination(s, port, address, &buf, &to);
+    dest d;
+    int err = destination(s, port, address, &d);
     if (err < 0)
         return err;
     if (s->state == IDLE && (err = bind_implicit(s)) < 0)
         return err;
+    const weft__sockaddr *to = d.to;
     if (s->no_gso || len <= segment || s->state != BOUND || s->connecting ||
-        s->q_head != NULL || s->in_batch)
-        return send_each(s, data, len, segment, to);
+        s->q_head != NULL || s->in_batch || d.host != NULL)
+        return send_each(s, data, len, segment, &d);
     /* One sendmsg with UDP_SEGMENT: the kernel cuts the datagrams. */
     union {
         char buf[CMSG_SPACE(sizeof(uint16_t))];
@@ -1031,12 +1189,12 @@ int weft_dgram_send_segments(weft_dgram *s, const void *data, size_t len,
         if (e == EINTR)
             continue;
         if (transient(e))
-            return send_each(s, data, len, segment, to); /* queues */
+            return send_each(s, data, len, segment, &d); /* queues */
         if (e == EIO || e == EINVAL || e == ENOPROTOOPT || e == EOPNOTSUPP) {
             /* No GSO here (a kernel before 4.18, a device without
              * checksum offload): one datagram at a time from now on. */
             s->no_gso = true;
-            return send_each(s, data, len, segment, to);
+            return send_each(s, data, len, segment, &d);
         }
         return weft__err(e);
     }
@@ -1051,12 +1209,13 @@ int weft_dgram_reply(weft_dgram *s, const weft_dgram_rinfo *to,
     if (s->state == CLOSED)
         return WEFT_ESTATE;
     weft_buf b = {data, len};
-    if (s->connected)
-        return send_to(s, &b, 1, NULL);
-    weft__sockaddr a;
-    memcpy(&a.u.ss, to->sockaddr, to->sockaddr_len);
-    a.len = to->sockaddr_len;
-    return send_to(s, &b, 1, &a);
+    dest d = {.to = NULL};
+    if (!s->connected) {
+        memcpy(&d.addr.u.ss, to->sockaddr, to->sockaddr_len);
+        d.addr.len = to->sockaddr_len;
+        d.to = &d.addr;
+    }
+    return send_to(s, &b, 1, &d);
 }
 
 size_t weft_dgram_send_queue_size(const weft_dgram *s)
@@ -1083,6 +1242,10 @@ static void close_now(weft_dgram *s)
     if (s->dns != NULL) {
         weft__dns_cancel(s->dns);
         s->dns = NULL;
+    }
+    if (s->send_dns != NULL) {
+        weft__dns_cancel(s->send_dns);
+        s->send_dns = NULL;
     }
     free(s->dns_host);
     s->dns_host = NULL;
@@ -1129,6 +1292,8 @@ void weft__dgram_free(weft__handle *h)
     weft_dgram *s = WEFT__CONTAINER_OF(h, weft_dgram, h);
     if (s->dns != NULL)
         weft__dns_cancel(s->dns);
+    if (s->send_dns != NULL)
+        weft__dns_cancel(s->send_dns);
     free(s->dns_host);
     free_queue(s);
     weft__io_close(h->loop, &s->io);

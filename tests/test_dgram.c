@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +39,7 @@ typedef struct peer {
     size_t last_len;
     weft_dgram_rinfo last_ri;
     char last_addr[64];
+    char firsts[64]; /* the first byte of each datagram, in order */
     bool echo;
     int close_after;
     int closes;
@@ -53,6 +55,9 @@ static void on_message(weft_dgram *s, const char *data, size_t len,
     size_t n = len < sizeof(p->last) ? len : sizeof(p->last);
     memcpy(p->last, data, n);
     p->last_len = len;
+    size_t nf = strlen(p->firsts);
+    if (len > 0 && nf + 1 < sizeof(p->firsts))
+        p->firsts[nf] = data[0];
     ck_assert_int_eq(data[len], '\0');
     p->last_ri = *ri;
     snprintf(p->last_addr, sizeof(p->last_addr), "%s",
@@ -451,7 +456,11 @@ START_TEST(bad_arguments_are_refused)
                      WEFT_EINVAL);
     ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 0, "127.0.0.1"),
                      WEFT_EINVAL);
-    ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 9, "example.test"),
+    char long_name[300];
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 9, ""), WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_send(p.sock, "x", 1, 9, long_name),
                      WEFT_EINVAL);
     weft_address a;
     ck_assert_int_eq(weft_dgram_address(p.sock, &a), WEFT_ENOTRUNNING);
@@ -497,6 +506,38 @@ START_TEST(kernel_refusal_queues_sends_counts_them_and_drains_in_order)
 }
 END_TEST
 
+START_TEST(empty_datagrams_cannot_grow_the_queue_without_bound)
+{
+    /* max_queue 1,024 bytes: at most 64 datagrams, even of 0 bytes */
+    weft_dgram_options o = {.max_queue = 1024};
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, &o);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    fault_arm(FAULT_SEND, 1, 1, EAGAIN); /* the first one queues */
+    int queued = 0, refused = 0;
+    for (int i = 0; i < 200; i++) {
+        int rc = weft_dgram_send(cli.sock, "", 0, 0, NULL);
+        if (rc == 0)
+            queued++;
+        else if (rc == WEFT_ENOBUFS)
+            refused++;
+        else
+            ck_abort_msg("send: %d", rc);
+    }
+    fault_disarm_all();
+    ck_assert_int_eq(queued, 64);
+    ck_assert_int_eq(refused, 136);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 64);
+    ck_assert(spin_until(&srv.messages, 64, 3000));
+    ck_assert(spin_until(&cli.drains, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert_int_eq(srv.messages, 64);
+    ck_assert_int_eq(srv.last_len, 0);
+}
+END_TEST
+
 START_TEST(sends_during_a_name_lookup_wait_in_a_bounded_queue)
 {
     weft_dgram_options o = {.max_queue = 100};
@@ -524,6 +565,79 @@ START_TEST(sends_during_a_name_lookup_wait_in_a_bounded_queue)
     ck_assert(spin_until(&srv.messages, 2, 3000));
     finish(&srv, &cli);
     ck_assert_str_eq(cli.log.buf, "listening,connect,drain,close");
+}
+END_TEST
+
+START_TEST(send_to_a_host_name_looks_it_up_once_and_keeps_the_order)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    long lookups = fault_calls(FAULT_GETADDRINFO);
+    /* a burst to the name, with a literal between: queued in order
+     * behind the name, and the name looked up once for the burst */
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "1", 1, port, "localhost"), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "2", 1, port, "127.0.0.1"), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "3", 1, port, "localhost"), 0);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 3);
+    ck_assert_int_eq(weft_dgram_send_queue_size(cli.sock), 3);
+    ck_assert(spin_until(&srv.messages, 3, 5000));
+    ck_assert(spin_until(&cli.drains, 1, 3000));
+    ck_assert_int_eq(srv.messages, 3);
+    ck_assert_str_eq(srv.firsts, "123");
+    ck_assert_int_eq(fault_calls(FAULT_GETADDRINFO) - lookups, 1);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 0);
+    /* a later send to the name looks it up again (as Node's does) */
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "4", 1, port, "localhost"), 0);
+    ck_assert(spin_until(&srv.messages, 4, 3000));
+    ck_assert_int_eq(srv.last[0], '4');
+    ck_assert_int_eq(fault_calls(FAULT_GETADDRINFO) - lookups, 2);
+    finish(&srv, &cli);
+    ck_assert_int_eq(cli.errors, 0);
+    ck_assert_str_eq(cli.log.buf, "listening,drain,drain,close");
+}
+END_TEST
+
+START_TEST(send_to_a_name_that_does_not_resolve_reports_it_and_stays_open)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    fault_arm(FAULT_GETADDRINFO, 1, 1, EAI_NONAME);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "a", 1, port, "nowhere.test"),
+                     0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "b", 1, port, "127.0.0.1"), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "c", 1, port, "nowhere.test"),
+                     0);
+    ck_assert(spin_until(&srv.messages, 1, 5000));
+    ck_assert(spin_until(&cli.errors, 1, 3000));
+    fault_disarm_all();
+    ck_assert_int_eq(cli.last_err, WEFT_ENOTFOUND);
+    ck_assert_str_eq(cli.last_msg, "getaddrinfo ENOTFOUND nowhere.test");
+    ck_assert_str_eq(srv.firsts, "b"); /* both datagrams to the name gone */
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 0);
+    /* still open: the next send goes */
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "d", 1, port, "127.0.0.1"), 1);
+    ck_assert(spin_until(&srv.messages, 2, 3000));
+    ck_assert_int_eq(srv.last[0], 'd');
+    finish(&srv, &cli);
+    ck_assert_str_eq(srv.firsts, "bd");
+    ck_assert_int_eq(cli.closes, 1);
+}
+END_TEST
+
+START_TEST(close_while_a_send_waits_for_its_name_drops_it_cleanly)
+{
+    peer cli;
+    open_peer(&cli, NULL);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "z", 1, 9, "localhost"), 0);
+    ck_assert_int_eq(weft_dgram_close(cli.sock, NULL, NULL), 0);
+    tu_run(3000);
+    ck_assert_int_eq(cli.errors, 0);
+    ck_assert_int_eq(cli.drains, 0);
+    ck_assert_str_eq(cli.log.buf, "close");
 }
 END_TEST
 
@@ -1014,7 +1128,13 @@ int main(void)
     tcase_add_test(
         tc, kernel_refusal_queues_sends_counts_them_and_drains_in_order);
     tcase_add_test(tc, sends_during_a_name_lookup_wait_in_a_bounded_queue);
+    tcase_add_test(tc, empty_datagrams_cannot_grow_the_queue_without_bound);
     tcase_add_test(tc, bind_to_a_name_looks_it_up_then_listens);
+    tcase_add_test(tc,
+                   send_to_a_host_name_looks_it_up_once_and_keeps_the_order);
+    tcase_add_test(
+        tc, send_to_a_name_that_does_not_resolve_reports_it_and_stays_open);
+    tcase_add_test(tc, close_while_a_send_waits_for_its_name_drops_it_cleanly);
     tcase_add_test(tc, echo_inside_message_answers_every_datagram_of_a_batch);
     tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
     tcase_add_test(tc, quiet_ping_pong_does_not_pay_an_empty_read_per_datagram);
