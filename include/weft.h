@@ -1178,6 +1178,25 @@ WEFT_EXTERN int weft_dgram_create_socket(weft_loop *loop,
                                          void *ctx, weft_dgram **out);
 
 /*
+ * socket.bind({fd}): a datagram socket over `fd`, a UDP socket made
+ * elsewhere (inherited, passed over a Unix socket, made with options weft
+ * does not wrap). weft owns it from now on (non-blocking, close-on-exec,
+ * closed with the socket). If it is bound, reading starts and
+ * 'listening' follows, as after bind(); if it is also connected, sends
+ * go to its peer (no 'connect' is emitted); if not bound, bind() or a
+ * first send binds it as usual. Of `opts` (may be NULL) these apply:
+ * max_message, max_queue, gro and the buffer sizes; family, when not 0,
+ * must match the socket's; the rest belongs to whoever made it. Returns
+ * WEFT_EBADF, WEFT_ENOTSOCK, WEFT_EINVAL (not a UDP socket, or bad
+ * options), WEFT_ENOMEM; on failure `fd` is left open, as it was, and
+ * *out is NULL.
+ */
+WEFT_EXTERN int weft_dgram_open(weft_loop *loop, int fd,
+                                const weft_dgram_options *opts,
+                                weft_dgram_message_cb on_message, void *ctx,
+                                weft_dgram **out);
+
+/*
  * socket.bind([port], [address], [callback]). `address` NULL means every
  * address of the family ("0.0.0.0" or "::"); port 0 picks a free port
  * (see weft_dgram_address()). An IP literal is bound at once; a name is

@@ -35,6 +35,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdio.h>
@@ -648,65 +649,150 @@ static int set_int(int fd, int level, int name, int v)
                                                           : 0;
 }
 
-int weft_dgram_create_socket(weft_loop *loop, const weft_dgram_options *opts,
-                             weft_dgram_message_cb on_message, void *ctx,
-                             weft_dgram **out)
+static int bind_done(weft_dgram *s);
+
+/* The checks both constructors make; NULL options become the defaults. */
+static int check_args(const weft_dgram_options **opts, weft_dgram **out)
 {
-    weft_dgram_options none = {0};
+    static const weft_dgram_options none;
     if (out == NULL)
         return WEFT_EINVAL;
     *out = NULL;
-    if (opts == NULL)
-        opts = &none;
-    if ((opts->family != 0 && opts->family != 4 && opts->family != 6) ||
-        opts->max_message > SLOT || opts->recv_buffer_size < 0 ||
-        opts->send_buffer_size < 0 || (opts->ipv6_only && opts->family != 6))
+    if (*opts == NULL)
+        *opts = &none;
+    const weft_dgram_options *o = *opts;
+    if ((o->family != 0 && o->family != 4 && o->family != 6) ||
+        o->max_message > SLOT || o->recv_buffer_size < 0 ||
+        o->send_buffer_size < 0 || (o->ipv6_only && o->family != 6))
         return WEFT_EINVAL;
-    loop = weft__loop(loop);
-    if (loop == NULL)
-        return WEFT_ENOMEM;
-    weft_dgram *s = weft__calloc(1, sizeof(*s));
-    if (s == NULL)
-        return WEFT_ENOMEM;
-    s->family = opts->family == 6 ? AF_INET6 : AF_INET;
-    int fd = socket(s->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int err = weft__err(errno);
-        free(s);
-        return err;
-    }
+    return 0;
+}
+
+/* Applies the options that belong to a socket already made, and wraps
+ * `fd` (which it owns from now on only when it returns 0). */
+static int wrap(weft_loop *loop, int fd, int family,
+                const weft_dgram_options *opts, weft_dgram_message_cb on_message,
+                void *ctx, weft_dgram **out)
+{
     int err = 0;
-    if (s->family == AF_INET6)
-        err = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, opts->ipv6_only);
-    if (err == 0 && opts->reuse_addr)
-        err = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    if (err == 0 && opts->reuse_port)
-        err = set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
-    if (err == 0 && opts->recv_buffer_size > 0)
+    if (opts->recv_buffer_size > 0)
         err = set_int(fd, SOL_SOCKET, SO_RCVBUF, opts->recv_buffer_size);
     if (err == 0 && opts->send_buffer_size > 0)
         err = set_int(fd, SOL_SOCKET, SO_SNDBUF, opts->send_buffer_size);
+    if (err < 0)
+        return err;
+    weft_dgram *s = weft__calloc(1, sizeof(*s));
+    if (s == NULL)
+        return WEFT_ENOMEM;
+    s->family = family;
     /* GRO where the kernel offers it; an older kernel refuses, and the
      * socket simply reads one datagram per slot. */
-    bool gro = err == 0 && opts->gro && set_int(fd, SOL_UDP, UDP_GRO, 1) == 0;
-    if (err < 0) {
-        close(fd);
-        free(s);
-        return err;
-    }
+    s->gro = opts->gro && set_int(fd, SOL_UDP, UDP_GRO, 1) == 0;
     weft__handle_init(loop, &s->h, WEFT__DGRAM);
     weft__io_init(&s->io, fd, on_io);
     s->state = IDLE;
     s->max_message = opts->max_message ? opts->max_message : SLOT;
     s->max_queue = opts->max_queue ? opts->max_queue : DEFAULT_MAX_QUEUE;
-    s->gro = gro;
-    if (on_message != NULL &&
-        weft_dgram_on_message(s, on_message, ctx) < 0) {
+    if (on_message != NULL && weft_dgram_on_message(s, on_message, ctx) < 0) {
+        s->io.fd = -1; /* still the caller's */
         weft__handle_close(&s->h);
         return WEFT_ENOMEM;
     }
     *out = s;
     return 0;
+}
+
+int weft_dgram_create_socket(weft_loop *loop, const weft_dgram_options *opts,
+                             weft_dgram_message_cb on_message, void *ctx,
+                             weft_dgram **out)
+{
+    int err = check_args(&opts, out);
+    if (err < 0)
+        return err;
+    loop = weft__loop(loop);
+    if (loop == NULL)
+        return WEFT_ENOMEM;
+    int family = opts->family == 6 ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return weft__err(errno);
+    if (family == AF_INET6)
+        err = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, opts->ipv6_only);
+    if (err == 0 && opts->reuse_addr)
+        err = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (err == 0 && opts->reuse_port)
+        err = set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1);
+    if (err == 0)
+        err = wrap(loop, fd, family, opts, on_message, ctx, out);
+    if (err < 0)
+        close(fd);
+    return err;
+}
+
+static int get_opt(int fd, int name, int *v)
+{
+    socklen_t len = sizeof(*v);
+    return getsockopt(fd, SOL_SOCKET, name, v, &len) < 0 ? weft__err(errno)
+                                                          : 0;
+}
+
+int weft_dgram_open(weft_loop *loop, int fd, const weft_dgram_options *opts,
+                    weft_dgram_message_cb on_message, void *ctx,
+                    weft_dgram **out)
+{
+    int err = check_args(&opts, out);
+    if (err < 0)
+        return err;
+    if (fd < 0)
+        return WEFT_EBADF;
+    int type, domain, proto;
+    err = get_opt(fd, SO_TYPE, &type);
+    if (err == 0)
+        err = get_opt(fd, SO_DOMAIN, &domain);
+    if (err == 0)
+        err = get_opt(fd, SO_PROTOCOL, &proto);
+    if (err < 0)
+        return err; /* WEFT_EBADF, WEFT_ENOTSOCK */
+    if (type != SOCK_DGRAM || proto != IPPROTO_UDP ||
+        (domain != AF_INET && domain != AF_INET6) ||
+        (opts->family != 0 && (opts->family == 6) != (domain == AF_INET6)))
+        return WEFT_EINVAL;
+    loop = weft__loop(loop);
+    if (loop == NULL)
+        return WEFT_ENOMEM;
+    weft__sockaddr local, peer;
+    local.len = sizeof(local.u.ss);
+    peer.len = sizeof(peer.u.ss);
+    if (getsockname(fd, &local.u.sa, &local.len) < 0)
+        return weft__err(errno);
+    bool bound = ((const struct sockaddr_in *)&local.u.ss)->sin_port != 0;
+    bool connected = getpeername(fd, &peer.u.sa, &peer.len) == 0;
+    int fl = fcntl(fd, F_GETFL);
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fdfl < 0)
+        return weft__err(errno);
+    /* Non-blocking and close-on-exec, as every socket weft makes; a
+     * failed open leaves the fd as the program gave it. */
+    if (fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) < 0)
+        err = weft__err(errno);
+    if (err == 0)
+        err = wrap(loop, fd, domain, opts, on_message, ctx, out);
+    if (err == 0 && bound) {
+        weft_dgram *s = *out;
+        s->connected = connected;
+        err = bind_done(s);
+        if (err < 0) {
+            s->io.fd = -1;
+            weft__handle_close(&s->h);
+            *out = NULL;
+        }
+    }
+    if (err < 0) {
+        fcntl(fd, F_SETFL, fl);
+        fcntl(fd, F_SETFD, fdfl);
+    }
+    return err;
 }
 
 static void any_addr(int family, int port, weft__sockaddr *a)
@@ -721,6 +807,12 @@ static int bind_to(weft_dgram *s, const weft__sockaddr *a)
         return WEFT_EAFNOSUPPORT;
     if (bind(s->io.fd, &a->u.sa, a->len) < 0)
         return weft__err(errno);
+    return bind_done(s);
+}
+
+/* The fd is bound: start reading; 'listening' is deferred. */
+static int bind_done(weft_dgram *s)
+{
     s->state = BOUND;
     weft__handle_start(&s->h);
     weft__handle_defer(&s->h, BIT_LISTENING);

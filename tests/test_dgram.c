@@ -107,17 +107,23 @@ static void on_close(weft_dgram *s, void *ctx)
     tu_slog_add(&p->log, "close");
 }
 
+/* Every listener but 'message' logging into `p`. */
+static void listen_all(peer *p)
+{
+    ck_assert_int_eq(weft_dgram_on_listening(p->sock, on_listening, p), 0);
+    ck_assert_int_eq(weft_dgram_on_connect(p->sock, on_connect, p), 0);
+    ck_assert_int_eq(weft_dgram_on_drain(p->sock, on_drain, p), 0);
+    ck_assert_int_eq(weft_dgram_on_error(p->sock, on_error, p), 0);
+    ck_assert_int_eq(weft_dgram_on_close(p->sock, on_close, p), 0);
+}
+
 /* A socket with every listener logging into `p`. */
 static void open_peer(peer *p, const weft_dgram_options *o)
 {
     memset(p, 0, sizeof(*p));
     ck_assert_int_eq(
         weft_dgram_create_socket(tu_loop, o, on_message, p, &p->sock), 0);
-    ck_assert_int_eq(weft_dgram_on_listening(p->sock, on_listening, p), 0);
-    ck_assert_int_eq(weft_dgram_on_connect(p->sock, on_connect, p), 0);
-    ck_assert_int_eq(weft_dgram_on_drain(p->sock, on_drain, p), 0);
-    ck_assert_int_eq(weft_dgram_on_error(p->sock, on_error, p), 0);
-    ck_assert_int_eq(weft_dgram_on_close(p->sock, on_close, p), 0);
+    listen_all(p);
 }
 
 static int bound_port(peer *p, const char *host)
@@ -911,6 +917,148 @@ START_TEST(flood_while_slow_neither_grows_memory_nor_blocks_the_loop)
 }
 END_TEST
 
+/* ---- sockets made elsewhere --------------------------------------------- */
+
+static int udp_socket_bound(int family, const char *host, int *port)
+{
+    int fd = socket(family, SOCK_DGRAM, 0); /* blocking, inheritable */
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, host, &a->sin6_addr);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, host, &a->sin_addr);
+        len = sizeof(*a);
+    }
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+    len = sizeof(ss);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+START_TEST(open_over_a_bound_socket_listens_and_answers)
+{
+    int fds = tu_fd_count();
+    int port;
+    int fd = udp_socket_bound(AF_INET6, "::1", &port);
+    peer srv, cli;
+    memset(&srv, 0, sizeof(srv));
+    weft_dgram_options o = {.max_message = 4};
+    ck_assert_int_eq(
+        weft_dgram_open(tu_loop, fd, &o, on_message, &srv, &srv.sock), 0);
+    listen_all(&srv);
+    srv.echo = true;
+    ck_assert_int_eq(weft_dgram_fileno(srv.sock), fd);
+    ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(srv.sock, &a), 0);
+    ck_assert_int_eq(a.port, port);
+    ck_assert_int_eq(a.family, 6);
+    /* bound already: bind() is refused as on any bound socket */
+    ck_assert_int_eq(weft_dgram_bind(srv.sock, 0, NULL, NULL, NULL),
+                     WEFT_ESTATE);
+    weft_dgram_options o6 = {.family = 6};
+    open_peer(&cli, &o6);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "hello", 5, port, "::1"), 1);
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    ck_assert_int_eq(srv.last_ri.size, 5); /* cut to max_message 4 */
+    ck_assert(srv.last_ri.truncated);
+    ck_assert_int_eq(cli.last_len, 4);
+    finish(&srv, &cli);
+    ck_assert_str_eq(srv.log.buf, "listening,message,close");
+    ck_assert_int_eq(tu_fd_count(), fds); /* the fd was closed with it */
+}
+END_TEST
+
+START_TEST(open_over_a_connected_socket_sends_to_its_peer)
+{
+    peer srv;
+    open_peer(&srv, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    int cport;
+    int fd = udp_socket_bound(AF_INET, "127.0.0.1", &cport);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    peer cli;
+    memset(&cli, 0, sizeof(cli));
+    ck_assert_int_eq(
+        weft_dgram_open(tu_loop, fd, NULL, on_message, &cli, &cli.sock), 0);
+    listen_all(&cli);
+    weft_address ra;
+    ck_assert_int_eq(weft_dgram_remote_address(cli.sock, &ra), 0);
+    ck_assert_int_eq(ra.port, port);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "to-peer", 7, 0, NULL), 1);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "x", 1, port, "127.0.0.1"),
+                     WEFT_EISCONN);
+    ck_assert(spin_until(&srv.messages, 1, 3000));
+    ck_assert(memcmp(srv.last, "to-peer", 7) == 0);
+    ck_assert_int_eq(srv.last_ri.port, cport);
+    finish(&srv, &cli);
+    ck_assert_str_eq(cli.log.buf, "listening,close"); /* no 'connect' */
+}
+END_TEST
+
+START_TEST(open_over_an_unbound_socket_binds_later)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fd, 0);
+    peer p;
+    memset(&p, 0, sizeof(p));
+    ck_assert_int_eq(weft_dgram_open(tu_loop, fd, NULL, on_message, &p,
+                                     &p.sock),
+                     0);
+    listen_all(&p);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(p.sock, &a), WEFT_ENOTRUNNING);
+    ck_assert_int_gt(bound_port(&p, "127.0.0.1"), 0);
+    weft_loop_run_mode(tu_loop, WEFT_RUN_NOWAIT);
+    finish(&p, NULL);
+    ck_assert_str_eq(p.log.buf, "listening,close");
+}
+END_TEST
+
+START_TEST(open_refuses_what_is_not_a_udp_socket_and_leaves_it_alone)
+{
+    weft_dgram *s = (weft_dgram *)1;
+    ck_assert_int_eq(weft_dgram_open(tu_loop, -1, NULL, NULL, NULL, &s),
+                     WEFT_EBADF);
+    ck_assert_ptr_null(s);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(weft_dgram_open(tu_loop, p[0], NULL, NULL, NULL, &s),
+                     WEFT_ENOTSOCK);
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(weft_dgram_open(tu_loop, tcp, NULL, NULL, NULL, &s),
+                     WEFT_EINVAL);
+    int unx = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert_int_eq(weft_dgram_open(tu_loop, unx, NULL, NULL, NULL, &s),
+                     WEFT_EINVAL);
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    weft_dgram_options v6 = {.family = 6};
+    ck_assert_int_eq(weft_dgram_open(tu_loop, udp, &v6, NULL, NULL, &s),
+                     WEFT_EINVAL);
+    ck_assert_ptr_null(s);
+    /* every one still open and as it was: blocking, inheritable */
+    int all[] = {p[0], p[1], tcp, unx, udp};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        ck_assert_int_ge(fcntl(all[i], F_GETFD), 0);
+        ck_assert(!(fcntl(all[i], F_GETFL) & O_NONBLOCK));
+        ck_assert(!(fcntl(all[i], F_GETFD) & FD_CLOEXEC));
+        close(all[i]);
+    }
+}
+END_TEST
+
 START_TEST(unref_socket_does_not_keep_the_loop_alive)
 {
     peer p;
@@ -1143,6 +1291,11 @@ int main(void)
     tcase_add_test(tc,
                    flood_while_slow_neither_grows_memory_nor_blocks_the_loop);
     tcase_add_test(tc, unref_socket_does_not_keep_the_loop_alive);
+    tcase_add_test(tc, open_over_a_bound_socket_listens_and_answers);
+    tcase_add_test(tc, open_over_a_connected_socket_sends_to_its_peer);
+    tcase_add_test(tc, open_over_an_unbound_socket_binds_later);
+    tcase_add_test(tc,
+                   open_refuses_what_is_not_a_udp_socket_and_leaves_it_alone);
     tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_with_gro);
     tcase_add_test(tc, send_segments_arrive_as_separate_datagrams_without_gro);
     tcase_add_test(tc, weft_client_round_trips_with_node_dgram_echo_server);
