@@ -18,11 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NODE_DIR WEFT_SOURCE_DIR "/tests/node"
@@ -135,13 +133,6 @@ static int bound_port(peer *p, const char *host)
     return a.port;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void tick(weft_timer *t, void *ctx)
 {
     (void)t;
@@ -154,8 +145,8 @@ static bool spin_until(const int *count, int want, unsigned ms)
 {
     weft_timer *t = weft_set_interval(tu_loop, 5, tick, NULL);
     weft_timer_unref(t);
-    long long end = now_ms() + ms;
-    while (*count < want && now_ms() < end)
+    long long end = tu_now_ms() + ms;
+    while (*count < want && tu_now_ms() < end)
         weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
     weft_clear_timer(t);
     return *count >= want;
@@ -725,8 +716,8 @@ START_TEST(quiet_ping_pong_does_not_pay_an_empty_read_per_datagram)
     ck_assert_int_eq(weft_dgram_address(b, &ab), 0);
     long before = fault_calls(FAULT_RECVMMSG);
     ck_assert_int_eq(weft_dgram_send(a, "x", 1, ab.port, "127.0.0.1"), 1);
-    long long end = now_ms() + 5000;
-    while (ra.got + rb.got < 2001 && now_ms() < end)
+    long long end = tu_now_ms() + 5000;
+    while (ra.got + rb.got < 2001 && tu_now_ms() < end)
         weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
     long reads = fault_calls(FAULT_RECVMMSG) - before;
     int got = ra.got + rb.got;
@@ -789,8 +780,8 @@ START_TEST(datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn)
     ck_assert_int_eq(connect(f.fd, (struct sockaddr *)&to, sizeof(to)), 0);
     ck_assert_ptr_nonnull(weft_set_immediate(tu_loop, count_turn, &f));
     ck_assert_int_eq(send(f.fd, "y", 1, 0), 1);
-    long long end = now_ms() + 5000;
-    while (f.got < 101 && now_ms() < end)
+    long long end = tu_now_ms() + 5000;
+    while (f.got < 101 && tu_now_ms() < end)
         weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
     f.done = true;
     weft_dgram_close(s, NULL, NULL);
@@ -857,7 +848,7 @@ static void slow_tick(weft_timer *t, void *ctx)
 {
     (void)t;
     slow *w = ctx;
-    long long now = now_ms();
+    long long now = tu_now_ms();
     if (w->last_tick && now - w->last_tick > w->worst_gap)
         w->worst_gap = now - w->last_tick;
     w->last_tick = now;
@@ -890,8 +881,8 @@ START_TEST(flood_while_slow_neither_grows_memory_nor_blocks_the_loop)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* 1.5 s or 300,000 datagrams, whichever first */
-        long long end = now_ms() + 1500;
-        for (int i = 0; i < 300000 && now_ms() < end; i++)
+        long long end = tu_now_ms() + 1500;
+        for (int i = 0; i < 300000 && tu_now_ms() < end; i++)
             sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&to,
                    sizeof(to));
         _exit(0);
@@ -1141,76 +1132,21 @@ END_TEST
 
 /* ---- Node's dgram on the other side -------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int out;
-} child;
-
-static child spawn_node(char *const argv[])
+/* Node's output is read with the test's loop turning, so that the weft
+ * socket it talks to can answer it meanwhile. */
+static void spawn_node(tu_child *c, char *const argv[])
 {
-    int p[2];
-    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(p[1], 1);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(p[1]);
-    return (child){pid, p[0]};
-}
-
-/* One line of the child's output, turning the loop meanwhile. */
-static bool read_line(child *c, char *buf, size_t size, unsigned ms)
-{
-    size_t n = 0;
-    long long end = now_ms() + ms;
-    while (n + 1 < size && now_ms() < end) {
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        if (poll(&pfd, 1, 0) <= 0) {
-            weft_loop_run_mode(tu_loop, WEFT_RUN_NOWAIT);
-            usleep(1000);
-            continue;
-        }
-        if (read(c->out, buf + n, 1) <= 0)
-            break;
-        if (buf[n] == '\n') {
-            buf[n] = '\0';
-            return true;
-        }
-        n++;
-    }
-    buf[n] = '\0';
-    return false;
-}
-
-static int reap(child *c)
-{
-    int status = -1;
-    long long end = now_ms() + 10000;
-    while (waitpid(c->pid, &status, WNOHANG) == 0) {
-        if (now_ms() > end) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &status, 0);
-            break;
-        }
-        usleep(5000);
-    }
-    close(c->out);
-    return status;
+    tu_spawn_opts o = {.loop = tu_loop};
+    tu_spawn(c, argv, &o);
 }
 
 START_TEST(weft_client_round_trips_with_node_dgram_echo_server)
 {
     char *argv[] = {"node", NODE_DIR "/dgram_peer.js", "echo", NULL};
-    child c = spawn_node(argv);
+    tu_child c;
+    spawn_node(&c, argv);
     char line[64];
-    ck_assert_msg(read_line(&c, line, sizeof(line), 10000),
+    ck_assert_msg(tu_child_read_line(&c, line, sizeof(line), 10000),
                   "node printed '%s'", line);
     int port = atoi(line);
     ck_assert_int_gt(port, 0);
@@ -1226,7 +1162,7 @@ START_TEST(weft_client_round_trips_with_node_dgram_echo_server)
     ck_assert_int_eq(weft_dgram_send(cli.sock, "bye", 3, 0, NULL), 1);
     ck_assert(spin_until(&cli.messages, 2, 5000));
     finish(&cli, NULL);
-    int status = reap(&c);
+    int status = tu_child_reap(&c, 10000);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 END_TEST
@@ -1241,12 +1177,13 @@ START_TEST(node_dgram_client_round_trips_with_weft_echo_server)
     snprintf(ps, sizeof(ps), "%d", port);
     char *argv[] = {"node", NODE_DIR "/dgram_peer.js", "client", ps, "200",
                     NULL};
-    child c = spawn_node(argv);
+    tu_child c;
+    spawn_node(&c, argv);
     char line[64];
-    ck_assert_msg(read_line(&c, line, sizeof(line), 10000),
+    ck_assert_msg(tu_child_read_line(&c, line, sizeof(line), 10000),
                   "node printed '%s'", line);
     ck_assert_str_eq(line, "ok 200");
-    int status = reap(&c);
+    int status = tu_child_reap(&c, 10000);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     ck_assert_int_ge(srv.messages, 200);
     finish(&srv, NULL);

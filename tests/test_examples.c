@@ -8,25 +8,21 @@
  *
  * Knows nothing of weft's internals: only what the programs print, what
  * they send and how they exit. Every child is killed on every path: by
- * kill_children() before a failed check, by PR_SET_PDEATHSIG if the test
+ * TU_REQUIRE before a failed check, by PR_SET_PDEATHSIG if the test
  * process dies first.
  */
 #include "testutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ECHO_SERVER    WEFT_BINARY_DIR "/examples/echo-server"
@@ -40,207 +36,32 @@
 
 /* ---- child processes --------------------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int out; /* read end of its stdout, or -1 */
-    int err; /* read end of its stderr, or -1 */
-} child;
-
-/* Live children of the running test, killed before a failed check. */
-#define MAX_CHILDREN 4
-static child *children[MAX_CHILDREN];
-
-static void kill_children(void)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] != NULL && children[i]->pid > 0) {
-            kill(children[i]->pid, SIGKILL);
-            waitpid(children[i]->pid, NULL, 0);
-            children[i]->pid = 0;
-        }
-        children[i] = NULL;
-    }
-}
-
-/* ck_assert_msg that first kills and reaps every child. */
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            kill_children();                                                   \
-            ck_abort_msg(__VA_ARGS__);                                         \
-        }                                                                      \
-    } while (0)
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Starts argv with stdin from /dev/null, stdout on a pipe and, if
- * `capture_err`, stderr on a pipe too. */
-static void spawn(child *c, char *const argv[], bool capture_err)
+/* Starts a built example with stdin from /dev/null, stdout on a pipe and,
+ * if `capture_err`, stderr on a pipe too. */
+static void spawn(tu_child *c, char *const argv[], bool capture_err)
 {
     ck_assert_msg(access(argv[0], X_OK) == 0, "%s not built", argv[0]);
-    int out[2] = {-1, -1}, err[2] = {-1, -1};
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    if (capture_err)
-        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, whatever path that takes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        /* Check's runner may leave handlers or a blocked mask behind;
-         * the example must see the signals as a shell would start it. */
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        dup2(out[1], 1);
-        if (capture_err)
-            dup2(err[1], 2);
-        /* Nothing of the test's beyond stdio, O_CLOEXEC or not. */
-        close_range(3, ~0U, 0);
-        execv(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(out[1]);
-    if (capture_err)
-        close(err[1]);
-    *c = (child){.pid = pid, .out = out[0], .err = err[0]};
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] == NULL) {
-            children[i] = c;
-            return;
-        }
-    }
-    kill_children();
-    ck_abort_msg("more than %d children", MAX_CHILDREN);
-}
-
-static void forget(child *c)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        if (children[i] == c)
-            children[i] = NULL;
-}
-
-/* Reads one line of the child's stdout into `buf`, within `ms`. */
-static bool read_line(child *c, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = read(c->out, buf + n, 1);
-        if (k <= 0)
-            break;
-        if (buf[n] == '\n') {
-            buf[n] = '\0';
-            return true;
-        }
-        n++;
-    }
-    buf[n] = '\0';
-    return false;
-}
-
-/* Reads the child's stderr pipe to EOF (or `ms`) into `buf`. */
-static void read_all_err(child *c, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = c->err, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = read(c->err, buf + n, size - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-}
-
-/* Polls waitpid for up to `ms`; kills the child if it is still running.
- * Returns its wait status, or -1 if it had to be killed. Closes its
- * pipes. Safe to call twice. */
-static int reap(child *c, int ms)
-{
-    int status = -1;
-    if (c->pid > 0) {
-        long long deadline = now_ms() + ms;
-        for (;;) {
-            pid_t r = waitpid(c->pid, &status, WNOHANG);
-            if (r == c->pid)
-                break;
-            if (r < 0 && errno != EINTR) {
-                status = -1;
-                break;
-            }
-            if (now_ms() >= deadline) {
-                kill(c->pid, SIGKILL);
-                waitpid(c->pid, NULL, 0);
-                status = -1;
-                break;
-            }
-            usleep(2000);
-        }
-        c->pid = 0;
-    }
-    if (c->out >= 0) {
-        close(c->out);
-        c->out = -1;
-    }
-    if (c->err >= 0) {
-        close(c->err);
-        c->err = -1;
-    }
-    forget(c);
-    return status;
+    tu_spawn_opts o = {.err = capture_err ? TU_STDERR_PIPE : TU_STDERR_INHERIT};
+    tu_spawn(c, argv, &o);
 }
 
 static void assert_exit(int status, int code, const char *what)
 {
-    REQUIRE(status != -1, "%s did not exit within its deadline", what);
-    REQUIRE(WIFEXITED(status), "%s died of signal %d", what,
-            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    REQUIRE(WEXITSTATUS(status) == code, "%s exited with %d, not %d", what,
-            WEXITSTATUS(status), code);
+    TU_REQUIRE(status != TU_CHILD_KILLED, "%s did not exit within its deadline",
+               what);
+    TU_REQUIRE(WIFEXITED(status), "%s died of signal %d", what,
+               WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    TU_REQUIRE(WEXITSTATUS(status) == code, "%s exited with %d, not %d", what,
+               WEXITSTATUS(status), code);
 }
 
 /* Sends `sig` and waits for the exit; prints and returns the time taken. */
-static int stop(child *c, int sig, const char *what, long long *took_ms)
+static int stop(tu_child *c, int sig, const char *what, long long *took_ms)
 {
-    long long t0 = now_ms();
-    REQUIRE(kill(c->pid, sig) == 0, "kill %s: %s", what, strerror(errno));
-    int status = reap(c, EXIT_MS);
-    *took_ms = now_ms() - t0;
+    long long t0 = tu_now_ms();
+    TU_REQUIRE(kill(c->pid, sig) == 0, "kill %s: %s", what, strerror(errno));
+    int status = tu_child_reap(c, EXIT_MS);
+    *took_ms = tu_now_ms() - t0;
     fprintf(stderr, "%s: %s to exit: %lld ms\n", what,
             sig == SIGINT ? "SIGINT" : "SIGTERM", *took_ms);
     return status;
@@ -345,28 +166,28 @@ static int free_port(void)
 /* ---- starting the examples -------------------------------------------- */
 
 /* multicore-echo 0 THREADS; returns the port it printed. */
-static int start_multicore(child *c, int threads, char *host, size_t hsize)
+static int start_multicore(tu_child *c, int threads, char *host, size_t hsize)
 {
     char nthreads[16];
     snprintf(nthreads, sizeof(nthreads), "%d", threads);
     char *argv[] = {MULTICORE_ECHO, "0", nthreads, NULL};
     spawn(c, argv, false);
     char line[256];
-    bool ok = read_line(c, line, sizeof(line), START_MS);
+    bool ok = tu_child_read_line(c, line, sizeof(line), START_MS);
     char h[64];
     int port = 0, n = 0;
-    REQUIRE(ok && sscanf(line,
-                         "multicore-echo listening on %63s port %d with %d "
-                         "threads",
-                         h, &port, &n) == 3,
-            "multicore-echo printed '%s'", line);
-    REQUIRE(n == threads && port > 0, "multicore-echo printed '%s'", line);
+    TU_REQUIRE(ok && sscanf(line,
+                            "multicore-echo listening on %63s port %d with %d "
+                            "threads",
+                            h, &port, &n) == 3,
+               "multicore-echo printed '%s'", line);
+    TU_REQUIRE(n == threads && port > 0, "multicore-echo printed '%s'", line);
     snprintf(host, hsize, "%s", h);
     return port;
 }
 
 /* echo-server PORT; returns the port it printed (which must be PORT). */
-static int start_echo(child *c, int port, bool capture_err, char *host,
+static int start_echo(tu_child *c, int port, bool capture_err, char *host,
                       size_t hsize)
 {
     char arg[16];
@@ -374,14 +195,14 @@ static int start_echo(child *c, int port, bool capture_err, char *host,
     char *argv[] = {ECHO_SERVER, arg, NULL};
     spawn(c, argv, capture_err);
     char line[256];
-    bool ok = read_line(c, line, sizeof(line), START_MS);
+    bool ok = tu_child_read_line(c, line, sizeof(line), START_MS);
     char h[64];
     int got = 0;
-    REQUIRE(ok && sscanf(line, "echo server listening on %63s port %d", h,
-                         &got) == 2,
-            "echo-server printed '%s'", line);
-    REQUIRE(got == port, "echo-server printed '%s', asked for port %d", line,
-            port);
+    TU_REQUIRE(ok && sscanf(line, "echo server listening on %63s port %d", h,
+                            &got) == 2,
+               "echo-server printed '%s'", line);
+    TU_REQUIRE(got == port, "echo-server printed '%s', asked for port %d", line,
+               port);
     snprintf(host, hsize, "%s", h);
     return got;
 }
@@ -393,39 +214,41 @@ static int start_echo(child *c, int port, bool capture_err, char *host,
 START_TEST(multicore_echo_serves_then_exits_0_on_sigterm_with_connections_open)
 {
     tu_raise_nofile(NCONNS + 64);
-    child srv;
+    tu_child srv;
     char host[64];
     int port = start_multicore(&srv, 2, host, sizeof(host));
 
     static int fds[NCONNS];
     for (int i = 0; i < NCONNS; i++) {
         fds[i] = connect_to(host, port);
-        REQUIRE(fds[i] >= 0, "connect %d to %s:%d: %s", i, host, port,
-                strerror(errno));
+        TU_REQUIRE(fds[i] >= 0, "connect %d to %s:%d: %s", i, host, port,
+                   strerror(errno));
         /* Distinct per connection: its index, then a patterned tail whose
          * length and content depend on it. */
         char msg[512], got[512];
         int head = snprintf(msg, sizeof(msg), "connection %d:", i);
         size_t len = (size_t)head + 16 + (size_t)i;
         tu_pattern(msg + head, 0, len - (size_t)head, (uint64_t)i + 1);
-        REQUIRE(send_all(fds[i], msg, len), "send %d: %s", i, strerror(errno));
+        TU_REQUIRE(send_all(fds[i], msg, len), "send %d: %s", i,
+                   strerror(errno));
         size_t n = recv_exact(fds[i], got, len);
-        REQUIRE(n == len, "connection %d: %zu of %zu echoed bytes (%s)", i, n,
-                len, strerror(errno));
-        REQUIRE(memcmp(got, msg, len) == 0, "connection %d: echo differs", i);
+        TU_REQUIRE(n == len, "connection %d: %zu of %zu echoed bytes (%s)", i,
+                   n, len, strerror(errno));
+        TU_REQUIRE(memcmp(got, msg, len) == 0, "connection %d: echo differs",
+                   i);
     }
 
     /* All 200 still open: the server must end every one of them. */
-    long long t0 = now_ms();
-    REQUIRE(kill(srv.pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+    long long t0 = tu_now_ms();
+    TU_REQUIRE(kill(srv.pid, SIGTERM) == 0, "kill: %s", strerror(errno));
     for (int i = 0; i < NCONNS; i++) {
         int r = recv_eof(fds[i]);
-        REQUIRE(r == 0, "connection %d: %s instead of EOF after SIGTERM", i,
-                r == 1 ? "bytes" : strerror(-r));
+        TU_REQUIRE(r == 0, "connection %d: %s instead of EOF after SIGTERM", i,
+                   r == 1 ? "bytes" : strerror(-r));
         close(fds[i]);
     }
-    int status = reap(&srv, EXIT_MS - (int)(now_ms() - t0));
-    long long took = now_ms() - t0;
+    int status = tu_child_reap(&srv, EXIT_MS - (int)(tu_now_ms() - t0));
+    long long took = tu_now_ms() - t0;
     fprintf(stderr, "multicore-echo (200 open, 2 threads): SIGTERM to exit: "
                     "%lld ms\n",
             took);
@@ -438,21 +261,21 @@ END_TEST
 
 START_TEST(multicore_echo_drops_peers_that_never_close_after_the_grace)
 {
-    child srv;
+    tu_child srv;
     char host[64];
     int port = start_multicore(&srv, 2, host, sizeof(host));
 
     int fds[NSTUBBORN];
     for (int i = 0; i < NSTUBBORN; i++) {
         fds[i] = connect_to(host, port);
-        REQUIRE(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
+        TU_REQUIRE(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
         char msg[32], got[32];
         int len = snprintf(msg, sizeof(msg), "stubborn %d", i);
-        REQUIRE(send_all(fds[i], msg, (size_t)len), "send: %s",
-                strerror(errno));
-        REQUIRE(recv_exact(fds[i], got, (size_t)len) == (size_t)len &&
-                    memcmp(got, msg, (size_t)len) == 0,
-                "connection %d: no echo", i);
+        TU_REQUIRE(send_all(fds[i], msg, (size_t)len), "send: %s",
+                   strerror(errno));
+        TU_REQUIRE(recv_exact(fds[i], got, (size_t)len) == (size_t)len &&
+                       memcmp(got, msg, (size_t)len) == 0,
+                   "connection %d: no echo", i);
     }
     /* The test side never closes (nor reads) until the child is gone. */
     long long took;
@@ -471,37 +294,37 @@ END_TEST
 
 START_TEST(echo_server_echoes_binary_bytes_exactly)
 {
-    child srv;
+    tu_child srv;
     char host[64];
     int port = start_echo(&srv, free_port(), false, host, sizeof(host));
     int fd = connect_to(host, port);
-    REQUIRE(fd >= 0, "connect %s:%d: %s", host, port, strerror(errno));
+    TU_REQUIRE(fd >= 0, "connect %s:%d: %s", host, port, strerror(errno));
 
     /* Every byte value: 0x00, 0xc0 (never valid UTF-8), 0xff... */
     unsigned char all[256];
     for (int i = 0; i < 256; i++)
         all[i] = (unsigned char)i;
-    REQUIRE(send_all(fd, all, sizeof(all)), "send: %s", strerror(errno));
+    TU_REQUIRE(send_all(fd, all, sizeof(all)), "send: %s", strerror(errno));
     unsigned char want[7 + 256], got[sizeof(want)];
     memcpy(want, "hello\r\n", 7);
     memcpy(want + 7, all, sizeof(all));
     size_t n = recv_exact(fd, got, sizeof(got));
-    REQUIRE(n == sizeof(got), "got %zu of %zu bytes (%s)", n, sizeof(got),
-            strerror(errno));
+    TU_REQUIRE(n == sizeof(got), "got %zu of %zu bytes (%s)", n, sizeof(got),
+               strerror(errno));
     size_t i = 0;
     while (i < sizeof(got) && got[i] == want[i])
         i++;
-    REQUIRE(i == sizeof(got), "byte %zu: got 0x%02x, want 0x%02x", i, got[i],
-            want[i]);
+    TU_REQUIRE(i == sizeof(got), "byte %zu: got 0x%02x, want 0x%02x", i, got[i],
+               want[i]);
 
-    REQUIRE(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
+    TU_REQUIRE(shutdown(fd, SHUT_WR) == 0, "shutdown: %s", strerror(errno));
     char bye[9];
     n = recv_exact(fd, bye, sizeof(bye));
-    REQUIRE(n == sizeof(bye) && memcmp(bye, "goodbye\r\n", 9) == 0,
-            "after shutdown: %zu bytes, not goodbye", n);
+    TU_REQUIRE(n == sizeof(bye) && memcmp(bye, "goodbye\r\n", 9) == 0,
+               "after shutdown: %zu bytes, not goodbye", n);
     int r = recv_eof(fd);
-    REQUIRE(r == 0, "after goodbye: %s instead of EOF",
-            r == 1 ? "bytes" : strerror(-r));
+    TU_REQUIRE(r == 0, "after goodbye: %s instead of EOF",
+               r == 1 ? "bytes" : strerror(-r));
     close(fd);
 
     long long took;
@@ -512,7 +335,7 @@ END_TEST
 
 START_TEST(echo_server_exits_1_with_a_message_when_the_port_is_taken)
 {
-    child first, second;
+    tu_child first, second;
     char host[64];
     int port = start_echo(&first, free_port(), false, host, sizeof(host));
 
@@ -521,18 +344,19 @@ START_TEST(echo_server_exits_1_with_a_message_when_the_port_is_taken)
     char *argv[] = {ECHO_SERVER, arg, NULL};
     spawn(&second, argv, true);
     char err[8192];
-    read_all_err(&second, err, sizeof(err), EXIT_MS);
-    int status = reap(&second, EXIT_MS);
+    tu_child_read_all(&second, second.err, err, sizeof(err), EXIT_MS);
+    int status = tu_child_reap(&second, EXIT_MS);
     assert_exit(status, 1, "second echo-server on a taken port");
-    REQUIRE(strstr(err, "EADDRINUSE") != NULL,
-            "second echo-server's stderr has no EADDRINUSE: '%s'", err);
+    TU_REQUIRE(strstr(err, "EADDRINUSE") != NULL,
+               "second echo-server's stderr has no EADDRINUSE: '%s'", err);
 
     /* The first still serves. */
     int fd = connect_to(host, port);
-    REQUIRE(fd >= 0, "connect to the first: %s", strerror(errno));
+    TU_REQUIRE(fd >= 0, "connect to the first: %s", strerror(errno));
     char hello[7];
-    REQUIRE(recv_exact(fd, hello, 7) == 7 && memcmp(hello, "hello\r\n", 7) == 0,
-            "the first echo-server said no hello");
+    TU_REQUIRE(recv_exact(fd, hello, 7) == 7 &&
+                   memcmp(hello, "hello\r\n", 7) == 0,
+               "the first echo-server said no hello");
     close(fd);
 
     long long took;
@@ -543,24 +367,25 @@ END_TEST
 
 START_TEST(echo_server_sigint_stops_it_cleanly)
 {
-    child srv;
+    tu_child srv;
     char host[64];
     int port = start_echo(&srv, free_port(), false, host, sizeof(host));
     /* With a connection open: SIGINT ends it from the server's side. */
     int fd = connect_to(host, port);
-    REQUIRE(fd >= 0, "connect %s:%d: %s", host, port, strerror(errno));
+    TU_REQUIRE(fd >= 0, "connect %s:%d: %s", host, port, strerror(errno));
     char hello[7];
-    REQUIRE(recv_exact(fd, hello, 7) == 7 && memcmp(hello, "hello\r\n", 7) == 0,
-            "no hello");
+    TU_REQUIRE(recv_exact(fd, hello, 7) == 7 &&
+                   memcmp(hello, "hello\r\n", 7) == 0,
+               "no hello");
 
-    long long t0 = now_ms();
-    REQUIRE(kill(srv.pid, SIGINT) == 0, "kill: %s", strerror(errno));
+    long long t0 = tu_now_ms();
+    TU_REQUIRE(kill(srv.pid, SIGINT) == 0, "kill: %s", strerror(errno));
     int r = recv_eof(fd);
-    REQUIRE(r == 0, "after SIGINT: %s instead of EOF",
-            r == 1 ? "bytes" : strerror(-r));
+    TU_REQUIRE(r == 0, "after SIGINT: %s instead of EOF",
+               r == 1 ? "bytes" : strerror(-r));
     close(fd);
-    int status = reap(&srv, EXIT_MS);
-    fprintf(stderr, "echo-server: SIGINT to exit: %lld ms\n", now_ms() - t0);
+    int status = tu_child_reap(&srv, EXIT_MS);
+    fprintf(stderr, "echo-server: SIGINT to exit: %lld ms\n", tu_now_ms() - t0);
     assert_exit(status, 0, "echo-server after SIGINT");
 }
 END_TEST

@@ -20,16 +20,11 @@
  */
 #include "testutil.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ECHO_SERVER WEFT_BINARY_DIR "/examples/echo-server"
@@ -38,125 +33,16 @@
 
 /* ---- child processes --------------------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int out; /* read end of its stdout, or -1 */
-} child;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void require_node(void)
 {
-    const char *path = getenv("PATH");
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s", path ? path : "/usr/bin:/bin");
-    for (char *dir = strtok(buf, ":"); dir != NULL; dir = strtok(NULL, ":")) {
-        char exe[4200];
-        snprintf(exe, sizeof(exe), "%s/node", dir);
-        if (access(exe, X_OK) == 0)
-            return;
-    }
-    ck_abort_msg("node not found in PATH: the interop tests need Node.js "
-                 "(scripts/install-deps installs it)");
-}
-
-/* Starts argv with stdout on a pipe (if `capture`), stdin from /dev/null. */
-static child spawn(char *const argv[], bool capture)
-{
-    int p[2] = {-1, -1};
-    if (capture)
-        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, whatever path that takes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
-            dup2(devnull, 0);
-        if (capture)
-            dup2(p[1], 1);
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    if (capture)
-        close(p[1]);
-    return (child){.pid = pid, .out = p[0]};
-}
-
-/* Reads one line of the child's stdout into `buf`, within `ms`. */
-static bool read_line(child *c, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = read(c->out, buf + n, 1);
-        if (k <= 0)
-            break;
-        if (buf[n] == '\n') {
-            buf[n] = '\0';
-            return true;
-        }
-        n++;
-    }
-    buf[n] = '\0';
-    return false;
-}
-
-/* Waits up to `ms` for the child; kills it if still running. Returns its
- * wait status, or -1 if it had to be killed. Safe to call twice. */
-static int reap(child *c, int ms)
-{
-    int status = -1;
-    if (c->pid > 0) {
-        long long deadline = now_ms() + ms;
-        for (;;) {
-            pid_t r = waitpid(c->pid, &status, WNOHANG);
-            if (r == c->pid)
-                break;
-            if (r < 0 && errno != EINTR) {
-                status = -1;
-                break;
-            }
-            if (now_ms() >= deadline) {
-                kill(c->pid, SIGKILL);
-                waitpid(c->pid, NULL, 0);
-                status = -1;
-                break;
-            }
-            usleep(5000);
-        }
-        c->pid = 0;
-    }
-    if (c->out >= 0) {
-        close(c->out);
-        c->out = -1;
-    }
-    return status;
+    if (!tu_have_program("node"))
+        ck_abort_msg("node not found in PATH: the interop tests need Node.js "
+                     "(scripts/install-deps installs it)");
 }
 
 static void assert_exit_0(int status, const char *what)
 {
-    ck_assert_msg(status != -1, "%s did not finish in time", what);
+    ck_assert_msg(status != TU_CHILD_KILLED, "%s did not finish in time", what);
     ck_assert_msg(WIFEXITED(status), "%s died of signal %d", what,
                   WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     ck_assert_msg(WEXITSTATUS(status) == 0, "%s exited with %d", what,
@@ -170,13 +56,14 @@ static void echo_server_with_node_client(const char *where)
     require_node();
     ck_assert_msg(access(ECHO_SERVER, X_OK) == 0, "%s not built", ECHO_SERVER);
     char *srv_argv[] = {ECHO_SERVER, (char *)where, NULL};
-    child srv = spawn(srv_argv, true);
+    tu_child srv;
+    tu_spawn(&srv, srv_argv, NULL);
 
     /* "echo server listening on 127.0.0.1 port N" / "... on PATH" */
     char line[256];
-    bool ok = read_line(&srv, line, sizeof(line), CHILD_MS);
+    bool ok = tu_child_read_line(&srv, line, sizeof(line), CHILD_MS);
     if (!ok)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(ok, "echo-server printed no address: '%s'", line);
     /* TCP: connect where the example says it bound ("localhost" may be
      * 127.0.0.1 or ::1 depending on /etc/hosts). */
@@ -191,13 +78,14 @@ static void echo_server_with_node_client(const char *where)
         cli_argv[3] = host;
     }
 
-    child cli = spawn(cli_argv, false);
-    int cli_status = reap(&cli, CHILD_MS);
+    tu_child cli;
+    tu_spawn(&cli, cli_argv, NULL);
+    int cli_status = tu_child_reap(&cli, CHILD_MS);
 
     /* SIGTERM: the example stops accepting, ends its connections and
      * returns from its loop. */
     kill(srv.pid, SIGTERM);
-    int srv_status = reap(&srv, 5000);
+    int srv_status = tu_child_reap(&srv, 5000);
     assert_exit_0(cli_status, "node echo_client.js");
     assert_exit_0(srv_status, "echo-server after SIGTERM");
 }
@@ -280,12 +168,13 @@ START_TEST(weft_client_exchanges_bytes_with_node_server_including_half_close)
 {
     require_node();
     char *argv[] = {"node", NODE_DIR "/echo_server.js", NULL};
-    child srv = spawn(argv, true);
+    tu_child srv;
+    tu_spawn(&srv, argv, NULL);
     char line[64];
-    bool ok = read_line(&srv, line, sizeof(line), CHILD_MS);
+    bool ok = tu_child_read_line(&srv, line, sizeof(line), CHILD_MS);
     int port = 0;
     if (!ok || sscanf(line, "PORT %d", &port) != 1)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(port > 0, "node echo_server.js printed '%s'", line);
 
     static xfer x;
@@ -304,7 +193,7 @@ START_TEST(weft_client_exchanges_bytes_with_node_server_including_half_close)
     weft_stream_on_error(s, x_error, &x);
     weft_stream_on_close(s, x_close, &x);
     tu_run(CHILD_MS);
-    int status = reap(&srv, 5000);
+    int status = tu_child_reap(&srv, 5000);
 
     char trailer[64];
     int tn = snprintf(trailer, sizeof(trailer), "\nbytes=%d\n", PAYLOAD);
@@ -358,12 +247,13 @@ START_TEST(half_open_weft_client_keeps_writing_after_node_server_ends)
 {
     require_node();
     char *argv[] = {"node", NODE_DIR "/echo_server.js", "end-first", NULL};
-    child srv = spawn(argv, true);
+    tu_child srv;
+    tu_spawn(&srv, argv, NULL);
     char line[64];
-    bool ok = read_line(&srv, line, sizeof(line), CHILD_MS);
+    bool ok = tu_child_read_line(&srv, line, sizeof(line), CHILD_MS);
     int port = 0;
     if (!ok || sscanf(line, "PORT %d", &port) != 1)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(port > 0, "node echo_server.js printed '%s'", line);
 
     static xfer x;
@@ -387,8 +277,8 @@ START_TEST(half_open_weft_client_keeps_writing_after_node_server_ends)
 
     /* What Node received, as it reports it. */
     char got[96];
-    ok = read_line(&srv, got, sizeof(got), CHILD_MS);
-    int status = reap(&srv, 5000);
+    ok = tu_child_read_line(&srv, got, sizeof(got), CHILD_MS);
+    int status = tu_child_reap(&srv, 5000);
     ck_assert_msg(ok, "node printed no result: '%s'", got);
     char want[96];
     snprintf(want, sizeof(want), "GOT %d %08x", PAYLOAD,

@@ -16,18 +16,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define GEN_CERTS WEFT_SOURCE_DIR "/tests/tls/gen-certs.sh"
@@ -293,225 +289,20 @@ END_TEST
 
 /* ---- child processes: the example, openssl s_client and s_server ------- */
 
-typedef struct child {
-    pid_t pid;
-    int in;         /* write end of its stdin, or -1 */
-    int out;        /* read end of its stdout */
-    int err;        /* read end of its stderr, or -1 (then /dev/null) */
-    char buf[4096]; /* its stdout so far (read_until) */
-    size_t len;
-} child;
-
-/* Live children of the running test, killed before a failed check. */
-#define MAX_CHILDREN 2
-static child *children[MAX_CHILDREN];
-
-static void kill_children(void)
-{
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] != NULL && children[i]->pid > 0) {
-            kill(children[i]->pid, SIGKILL);
-            waitpid(children[i]->pid, NULL, 0);
-            children[i]->pid = 0;
-        }
-        children[i] = NULL;
-    }
-}
-
-/* ck_assert_msg that first kills and reaps every child. */
-#define REQUIRE(cond, ...)                                                     \
-    do {                                                                       \
-        if (!(cond)) {                                                         \
-            kill_children();                                                   \
-            ck_abort_msg(__VA_ARGS__);                                         \
-        }                                                                      \
-    } while (0)
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool have(const char *exe)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", exe);
-    return system(cmd) == 0;
-}
-
 /* Starts argv (looked up on PATH) with stdout on a pipe; stdin on a pipe
  * the test writes to if `with_stdin` (else /dev/null); stderr on a pipe
  * if `capture_err` (else /dev/null, or the test's own with
  * WEFT_TEST_VERBOSE). */
-static void spawn(child *c, char *const argv[], bool with_stdin,
+static void spawn(tu_child *c, char *const argv[], bool with_stdin,
                   bool capture_err)
 {
-    int in[2] = {-1, -1}, out[2], err[2] = {-1, -1};
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    if (with_stdin)
-        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-    if (capture_err)
-        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        /* Dies with the test process, whatever path that takes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        /* Check's runner may leave handlers or a blocked mask behind;
-         * the child must see signals as a shell would start it. */
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        int null = open("/dev/null", O_RDWR);
-        dup2(with_stdin ? in[0] : null, 0);
-        dup2(out[1], 1);
-        if (capture_err)
-            dup2(err[1], 2);
-        else if (getenv("WEFT_TEST_VERBOSE") == NULL)
-            dup2(null, 2);
-        close_range(3, ~0U, 0);
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(out[1]);
-    if (with_stdin)
-        close(in[0]);
-    if (capture_err)
-        close(err[1]);
-    *c = (child){.pid = pid, .in = in[1], .out = out[0], .err = err[0]};
-    for (int i = 0; i < MAX_CHILDREN; i++) {
-        if (children[i] == NULL) {
-            children[i] = c;
-            return;
-        }
-    }
-    kill_children();
-    ck_abort_msg("more than %d children", MAX_CHILDREN);
-}
-
-/* Reads more of the child's stdout into c->buf; false on EOF, a full
- * buffer or `deadline` passed. */
-static bool read_more(child *c, long long deadline)
-{
-    for (;;) {
-        int left = (int)(deadline - now_ms());
-        if (left <= 0 || c->len + 1 >= sizeof(c->buf))
-            return false;
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        ssize_t k = read(c->out, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
-        if (k <= 0)
-            return false;
-        c->len += (size_t)k;
-        c->buf[c->len] = '\0';
-        return true;
-    }
-}
-
-/* Reads the child's stdout into c->buf until it holds `needle` (true) or
- * `ms` pass or the child closes stdout (false). */
-static bool read_until(child *c, const char *needle, int ms)
-{
-    long long deadline = now_ms() + ms;
-    c->buf[c->len] = '\0';
-    while (strstr(c->buf, needle) == NULL)
-        if (!read_more(c, deadline))
-            return false;
-    return true;
-}
-
-/* The whole line of the child's stdout that starts with `prefix`, or
- * NULL after `ms`. */
-static const char *read_line_of(child *c, const char *prefix, int ms)
-{
-    long long deadline = now_ms() + ms;
-    c->buf[c->len] = '\0';
-    for (;;) {
-        const char *p = strstr(c->buf, prefix);
-        if (p != NULL && (p == c->buf || p[-1] == '\n') &&
-            strchr(p, '\n') != NULL)
-            return p;
-        if (!read_more(c, deadline))
-            return NULL;
-    }
-}
-
-/* Everything on `fd` until EOF or `ms` pass. */
-static void read_fd_all(int fd, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        if (left <= 0)
-            break;
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = read(fd, buf + n, size - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-}
-
-/* Its exit status as a shell gives it (128 + signal), or -1 if it was
- * still running after `ms` and had to be killed. Closes its pipes. */
-static int reap(child *c, int ms)
-{
-    int status = 0, code = -1;
-    long long deadline = now_ms() + ms;
-    while (c->pid > 0) {
-        pid_t r = waitpid(c->pid, &status, WNOHANG);
-        if (r == c->pid) {
-            code = WIFEXITED(status) ? WEXITSTATUS(status)
-                                     : 128 + WTERMSIG(status);
-            break;
-        }
-        if (r < 0 || now_ms() >= deadline) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, NULL, 0);
-            break;
-        }
-        usleep(5000);
-    }
-    c->pid = 0;
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        if (children[i] == c)
-            children[i] = NULL;
-    return code;
-}
-
-static void close_pipes(child *c)
-{
-    if (c->in >= 0)
-        close(c->in);
-    if (c->out >= 0)
-        close(c->out);
-    if (c->err >= 0)
-        close(c->err);
-    c->in = c->out = c->err = -1;
+    tu_spawn_opts o = {.stdin_pipe = with_stdin,
+                       .err = capture_err ? TU_STDERR_PIPE : TU_STDERR_QUIET};
+    tu_spawn(c, argv, &o);
 }
 
 /* Spawns examples/starttls-server on 127.0.0.1 port 0; returns its port. */
-static int start_example(child *srv, bool capture_err)
+static int start_example(tu_child *srv, bool capture_err)
 {
     ck_assert_msg(access(STARTTLS_SERVER, X_OK) == 0, "%s not built",
                   STARTTLS_SERVER);
@@ -523,10 +314,11 @@ static int start_example(child *srv, bool capture_err)
                     NULL};
     spawn(srv, argv, false, capture_err);
     const char *want = "starttls-server listening on 127.0.0.1 port ";
-    const char *line = read_line_of(srv, want, CHILD_MS);
-    REQUIRE(line != NULL, "starttls-server printed '%s'", srv->buf);
+    char line[256];
+    bool found = tu_child_read_line_of(srv, want, line, sizeof(line), CHILD_MS);
+    TU_REQUIRE(found, "starttls-server printed '%s'", srv->seen);
     int port = atoi(line + strlen(want));
-    REQUIRE(port > 0, "starttls-server printed '%s'", srv->buf);
+    TU_REQUIRE(port > 0, "starttls-server printed '%s'", srv->seen);
     return port;
 }
 
@@ -542,7 +334,7 @@ static int dial(int port)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-    REQUIRE(r == 0, "connect: %s", strerror(errno));
+    TU_REQUIRE(r == 0, "connect: %s", strerror(errno));
     return fd;
 }
 
@@ -567,7 +359,7 @@ static bool recv_until(int fd, char *buf, size_t size, size_t *len,
 static void send_all(int fd, const char *s)
 {
     ssize_t n = send(fd, s, strlen(s), MSG_NOSIGNAL);
-    REQUIRE(n == (ssize_t)strlen(s), "send: %s", strerror(errno));
+    TU_REQUIRE(n == (ssize_t)strlen(s), "send: %s", strerror(errno));
 }
 
 /* ---- examples/starttls-server against real clients -------------------- */
@@ -580,7 +372,7 @@ static void send_all(int fd, const char *s)
  * the example exits 0 (under ASan: without a leak). */
 START_TEST(openssl_s_client_starttls_smtp_against_the_example)
 {
-    static child srv, cl;
+    static tu_child srv, cl;
     int port = start_example(&srv, false);
     char connect_to[32];
     snprintf(connect_to, sizeof(connect_to), "127.0.0.1:%d", port);
@@ -597,25 +389,24 @@ START_TEST(openssl_s_client_starttls_smtp_against_the_example)
                     NULL};
     spawn(&cl, argv, true, false);
 
-    bool greeted = read_until(&cl, "220 weft ESMTP ready (TLS)\r\n", CHILD_MS);
-    REQUIRE(greeted, "s_client printed '%s'", cl.buf);
+    bool greeted =
+        tu_child_read_until(&cl, "220 weft ESMTP ready (TLS)\r\n", CHILD_MS);
+    TU_REQUIRE(greeted, "s_client printed '%s'", cl.seen);
     const char *line = "over tls, raw \x01\xff bytes\r\n";
     ssize_t w = write(cl.in, line, strlen(line));
-    REQUIRE(w == (ssize_t)strlen(line), "write to s_client: %s",
-            strerror(errno));
-    bool echoed = read_until(&cl, line, CHILD_MS);
-    REQUIRE(echoed, "s_client printed '%s'", cl.buf);
+    TU_REQUIRE(w == (ssize_t)strlen(line), "write to s_client: %s",
+               strerror(errno));
+    bool echoed = tu_child_read_until(&cl, line, CHILD_MS);
+    TU_REQUIRE(echoed, "s_client printed '%s'", cl.seen);
 
     kill(srv.pid, SIGTERM);
-    int srv_code = reap(&srv, EXIT_MS);
-    int cl_code = reap(&cl, EXIT_MS);
-    close_pipes(&srv);
-    close_pipes(&cl);
-    ck_assert_str_eq(cl.buf, "220 weft ESMTP ready (TLS)\r\n"
-                             "over tls, raw \x01\xff bytes\r\n");
+    int srv_code = tu_exit_code(tu_child_reap(&srv, EXIT_MS));
+    int cl_code = tu_exit_code(tu_child_reap(&cl, EXIT_MS));
+    ck_assert_str_eq(cl.seen, "220 weft ESMTP ready (TLS)\r\n"
+                              "over tls, raw \x01\xff bytes\r\n");
     ck_assert_int_eq(srv_code, 0);
     /* Gone by itself: the example ended its connection on SIGTERM. */
-    ck_assert_int_ne(cl_code, -1);
+    ck_assert_int_ne(cl_code, TU_CHILD_KILLED);
 }
 END_TEST
 
@@ -624,16 +415,17 @@ END_TEST
  * handshake starts), the connection is closed, and stderr says why. */
 START_TEST(the_example_closes_without_a_word_on_plaintext_after_starttls)
 {
-    static child srv;
+    static tu_child srv;
     int port = start_example(&srv, true);
     int fd = dial(port);
     char buf[512];
     size_t len = 0;
-    REQUIRE(recv_until(fd, buf, sizeof(buf), &len, "220 weft ESMTP ready\r\n"),
-            "banner: '%s'", buf);
+    TU_REQUIRE(
+        recv_until(fd, buf, sizeof(buf), &len, "220 weft ESMTP ready\r\n"),
+        "banner: '%s'", buf);
     send_all(fd, "EHLO attacker\r\n");
-    REQUIRE(recv_until(fd, buf, sizeof(buf), &len, "250 STARTTLS\r\n"),
-            "EHLO answer: '%s'", buf);
+    TU_REQUIRE(recv_until(fd, buf, sizeof(buf), &len, "250 STARTTLS\r\n"),
+               "EHLO answer: '%s'", buf);
     /* One send: the server reads both lines in one 'data'. */
     send_all(fd, "STARTTLS\r\nMAIL FROM:<evil>\r\n");
     len = 0;
@@ -643,10 +435,10 @@ START_TEST(the_example_closes_without_a_word_on_plaintext_after_starttls)
     close(fd);
 
     kill(srv.pid, SIGTERM);
-    int code = reap(&srv, EXIT_MS);
+    int code = tu_exit_code(tu_child_wait(&srv, EXIT_MS));
     char err[2048];
-    read_fd_all(srv.err, err, sizeof(err), 1000);
-    close_pipes(&srv);
+    tu_child_read_all(&srv, srv.err, err, sizeof(err), 1000);
+    tu_child_close(&srv);
     /* EOF, or a reset if the kernel still held unread bytes of ours. */
     ck_assert_msg(k == 0 || (k < 0 && recv_errno == ECONNRESET),
                   "after STARTTLS+MAIL got %zd bytes (errno %d)", k,
@@ -660,20 +452,20 @@ END_TEST
 
 START_TEST(the_example_answers_quit_in_plaintext_with_221_and_ends)
 {
-    static child srv;
+    static tu_child srv;
     int port = start_example(&srv, false);
     int fd = dial(port);
     char buf[512];
     size_t len = 0;
-    REQUIRE(recv_until(fd, buf, sizeof(buf), &len, "220 weft ESMTP ready\r\n"),
-            "banner: '%s'", buf);
+    TU_REQUIRE(
+        recv_until(fd, buf, sizeof(buf), &len, "220 weft ESMTP ready\r\n"),
+        "banner: '%s'", buf);
     send_all(fd, "EHLO me\r\nNOOP\r\nQUIT\r\n");
     bool bye = recv_until(fd, buf, sizeof(buf), &len, "221 bye\r\n");
     ssize_t k = bye ? recv(fd, buf + len, sizeof(buf) - 1 - len, 0) : -1;
     close(fd);
     kill(srv.pid, SIGTERM);
-    int code = reap(&srv, EXIT_MS);
-    close_pipes(&srv);
+    int code = tu_exit_code(tu_child_reap(&srv, EXIT_MS));
     ck_assert_msg(bye, "got '%s'", buf);
     ck_assert_str_eq(buf, "220 weft ESMTP ready\r\n250-weft\r\n250 STARTTLS\r\n"
                           "250 ok\r\n221 bye\r\n");
@@ -781,7 +573,7 @@ static void front_conn(weft_server *srv, weft_stream *s, void *ctx)
 
 START_TEST(weft_client_upgrades_against_openssl_s_server)
 {
-    static child tls;
+    static tu_child tls;
     /* -rev answers each line reversed; -naccept 1: it exits after us. */
     char *argv[] = {"openssl",  "s_server",
                     "-accept",  "127.0.0.1:0",
@@ -791,10 +583,12 @@ START_TEST(weft_client_upgrades_against_openssl_s_server)
                     "-rev",     NULL};
     spawn(&tls, argv, false, false);
     /* "ACCEPT 127.0.0.1:PORT" */
-    const char *line = read_line_of(&tls, "ACCEPT ", CHILD_MS);
-    const char *colon = line ? strchr(line, ':') : NULL;
-    REQUIRE(colon != NULL && atoi(colon + 1) > 0, "s_server printed '%s'",
-            tls.buf);
+    char line[256];
+    bool found =
+        tu_child_read_line_of(&tls, "ACCEPT ", line, sizeof(line), CHILD_MS);
+    const char *colon = found ? strchr(line, ':') : NULL;
+    TU_REQUIRE(colon != NULL && atoi(colon + 1) > 0, "s_server printed '%s'",
+               tls.seen);
     front f = {.upstream_port = atoi(colon + 1)};
     int port;
     tu_server(front_conn, &f, &port);
@@ -810,8 +604,7 @@ START_TEST(weft_client_upgrades_against_openssl_s_server)
     weft_stream_on_error(s, relay_error, &f);
     tu_run(CHILD_MS);
     /* close_notify and the FIN went through the front: s_server is done. */
-    int code = reap(&tls, EXIT_MS);
-    close_pipes(&tls);
+    int code = tu_exit_code(tu_child_reap(&tls, EXIT_MS));
     weft_credentials_unref(c.creds);
     ck_assert_str_eq(tu_log_str(),
                      "cli:220 front ESMTP,cli:250-front,front-relay,"
@@ -824,7 +617,7 @@ END_TEST
 int main(void)
 {
     /* The certificates, s_client and s_server all need the command. */
-    if (!have("openssl")) {
+    if (!tu_have_program("openssl")) {
         fprintf(stderr, "test_starttls: skipped: no openssl command\n");
         return 0;
     }

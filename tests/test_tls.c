@@ -16,19 +16,15 @@
 #include "fault.h"
 #include "testutil.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -2572,135 +2568,12 @@ END_TEST
 
 /* ---- child processes (interop) ------------------------------------------- */
 
-typedef struct child {
-    pid_t pid;
-    int out; /* its stdout, or -1 */
-} child;
-
-static long long now_ms(void)
+/* Its stdin holds `input` then EOF (NULL: /dev/null); its chatter on
+ * stderr (s_client's "depth=..." lines) shows only when asked. */
+static void spawn(tu_child *c, char *const argv[], const char *input)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool have(const char *exe)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "command -v %s >/dev/null 2>&1", exe);
-    return system(cmd) == 0;
-}
-
-/* argv with `input` on its stdin (then EOF) and stdout on a pipe. */
-static child spawn(char *const argv[], const char *input)
-{
-    int in[2], out[2];
-    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        /* Their chatter (s_client's "depth=..." lines) only when asked. */
-        if (getenv("WEFT_TEST_VERBOSE") == NULL) {
-            int null = open("/dev/null", O_WRONLY);
-            if (null >= 0)
-                dup2(null, 2);
-        }
-        signal(SIGPIPE, SIG_DFL);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    if (input != NULL) {
-        ssize_t w = write(in[1], input, strlen(input));
-        ck_assert_int_eq(w, (ssize_t)strlen(input));
-    }
-    close(in[1]);
-    return (child){.pid = pid, .out = out[0]};
-}
-
-/* Everything the child printed, until it closes stdout or `ms` pass. */
-static size_t read_all(child *c, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t k = read(c->out, buf + n, size - 1 - n);
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    return n;
-}
-
-/* One line of its stdout (for "PORT n", "ACCEPT ..."). */
-static bool read_line(child *c, char *buf, size_t size, int ms)
-{
-    size_t n = 0;
-    long long deadline = now_ms() + ms;
-    while (n + 1 < size) {
-        int left = (int)(deadline - now_ms());
-        struct pollfd pfd = {.fd = c->out, .events = POLLIN};
-        if (left <= 0 || poll(&pfd, 1, left) <= 0)
-            break;
-        if (read(c->out, buf + n, 1) != 1)
-            break;
-        if (buf[n] == '\n') {
-            buf[n] = '\0';
-            return true;
-        }
-        n++;
-    }
-    buf[n] = '\0';
-    return false;
-}
-
-/* Its exit status (-1 if it had to be killed after `ms`). */
-static int reap(child *c, int ms)
-{
-    int status = -1;
-    long long deadline = now_ms() + ms;
-    while (c->pid > 0) {
-        pid_t r = waitpid(c->pid, &status, WNOHANG);
-        if (r == c->pid)
-            break;
-        if (r < 0 || now_ms() >= deadline) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, NULL, 0);
-            status = -1;
-            break;
-        }
-        usleep(5000);
-    }
-    c->pid = 0;
-    if (c->out >= 0)
-        close(c->out);
-    c->out = -1;
-    return status;
-}
-
-static int exit_code(int status)
-{
-    if (status == -1)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    tu_spawn_opts o = {.input = input, .err = TU_STDERR_QUIET};
+    tu_spawn(c, argv, &o);
 }
 
 /* ---- weft server, foreign clients ---------------------------------------- */
@@ -2775,11 +2648,11 @@ static void fsrv_start(fsrv *f, unsigned flags, const char *alpn)
 }
 
 /* Runs the loop while `c` talks to the server, then collects it. */
-static int fsrv_finish(fsrv *f, child *c, char *out, size_t size)
+static int fsrv_finish(fsrv *f, tu_child *c, char *out, size_t size)
 {
     run_for(CHILD_MS);
-    read_all(c, out, size, 2000);
-    int st = exit_code(reap(c, 5000));
+    tu_child_read_all(c, c->out, out, size, 2000);
+    int st = tu_exit_code(tu_child_reap(c, 5000));
     weft_credentials_unref(f->creds);
     return st;
 }
@@ -2810,7 +2683,8 @@ START_TEST(openssl_s_client_talks_to_a_weft_server_both_certs_checked)
                     "-quiet",
                     (char *)versions[_i],
                     NULL};
-    child c = spawn(argv, "hello from s_client\n");
+    tu_child c;
+    spawn(&c, argv, "hello from s_client\n");
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
     ck_assert_msg(strstr(out, "echo: hello from s_client\nverified=1 error=- "
@@ -2839,7 +2713,8 @@ START_TEST(openssl_s_client_refuses_a_weft_server_it_cannot_verify)
                     "-verify_return_error",
                     "-quiet",
                     NULL};
-    child c = spawn(argv, "x\n");
+    tu_child c;
+    spawn(&c, argv, "x\n");
     char out[1024];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
     ck_assert_int_ne(st, 0);
@@ -2871,7 +2746,8 @@ START_TEST(curl_gets_an_http_answer_from_a_weft_server)
                     "--key",
                     (char *)cp("client.key"),
                     NULL};
-    child c = spawn(argv, NULL);
+    tu_child c;
+    spawn(&c, argv, NULL);
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
     ck_assert_int_eq(st, 0);
@@ -2890,7 +2766,7 @@ END_TEST
 START_TEST(node_tls_client_talks_to_a_weft_server_both_certs_checked)
 {
     SKIP_UNDER_VALGRIND();
-    if (!have("node"))
+    if (!tu_have_program("node"))
         ck_abort_msg("node not found: the interop tests need Node.js");
     static fsrv f;
     fsrv_start(&f, 0, NULL);
@@ -2903,7 +2779,8 @@ START_TEST(node_tls_client_talks_to_a_weft_server_both_certs_checked)
                     (char *)cp("client.pem"),
                     (char *)cp("client.key"),
                     NULL};
-    child c = spawn(argv, NULL);
+    tu_child c;
+    spawn(&c, argv, NULL);
     char out[4096];
     int st = fsrv_finish(&f, &c, out, sizeof(out));
     ck_assert_msg(st == 0, "node exited %d: %s", st, out);
@@ -2953,10 +2830,11 @@ START_TEST(weft_client_talks_to_openssl_s_server_both_certs_checked)
                     "-rev",
                     (char *)versions[_i],
                     NULL};
-    child srv = spawn(argv, NULL);
+    tu_child srv;
+    spawn(&srv, argv, NULL);
     char line[256];
     int port = 0;
-    while (read_line(&srv, line, sizeof(line), CHILD_MS)) {
+    while (tu_child_read_line(&srv, line, sizeof(line), CHILD_MS)) {
         const char *colon = strrchr(line, ':');
         if (strncmp(line, "ACCEPT", 6) == 0 && colon != NULL) {
             port = atoi(colon + 1);
@@ -2964,13 +2842,13 @@ START_TEST(weft_client_talks_to_openssl_s_server_both_certs_checked)
         }
     }
     if (port <= 0)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(port > 0, "s_server printed '%s'", line);
     static side cl;
     memset(&cl, 0, sizeof(cl));
     client_to(port, &cl, "client", "hello s_server\n");
     run_for(CHILD_MS);
-    reap(&srv, 2000);
+    tu_child_reap(&srv, 2000);
     /* -rev answers each line reversed, then we end (close_notify). */
     ck_assert_msg(strstr(cl.rx, "revres_s olleh") != NULL, "got '%s'", cl.rx);
     ck_assert(cl.verified);
@@ -2985,7 +2863,7 @@ END_TEST
 START_TEST(weft_client_talks_to_a_node_tls_server_both_certs_checked)
 {
     SKIP_UNDER_VALGRIND();
-    if (!have("node"))
+    if (!tu_have_program("node"))
         ck_abort_msg("node not found: the interop tests need Node.js");
     char *argv[] = {"node",
                     TLS_DIR "/node_tls_server.js",
@@ -2993,19 +2871,20 @@ START_TEST(weft_client_talks_to_a_node_tls_server_both_certs_checked)
                     (char *)cp("server.key"),
                     (char *)cp("ca.pem"),
                     NULL};
-    child srv = spawn(argv, NULL);
+    tu_child srv;
+    spawn(&srv, argv, NULL);
     char line[64];
     int port = 0;
-    if (!read_line(&srv, line, sizeof(line), CHILD_MS) ||
+    if (!tu_child_read_line(&srv, line, sizeof(line), CHILD_MS) ||
         sscanf(line, "PORT %d", &port) != 1)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(port > 0, "node_tls_server.js printed '%s'", line);
     static side cl;
     memset(&cl, 0, sizeof(cl));
     /* The server answers one line then echoes: send enough for both. */
     client_to(port, &cl, "client", "hello node\n");
     run_for(CHILD_MS);
-    int st = exit_code(reap(&srv, 5000));
+    int st = tu_exit_code(tu_child_reap(&srv, 5000));
     ck_assert_msg(strncmp(cl.rx, "authorized=true cn=weft client\n", 31) == 0,
                   "got '%s'", cl.rx);
     ck_assert(cl.verified);
@@ -3017,7 +2896,7 @@ END_TEST
 START_TEST(weft_client_rejects_a_node_server_with_a_self_signed_cert)
 {
     SKIP_UNDER_VALGRIND();
-    if (!have("node"))
+    if (!tu_have_program("node"))
         ck_abort_msg("node not found: the interop tests need Node.js");
     char *argv[] = {"node",
                     TLS_DIR "/node_tls_server.js",
@@ -3025,18 +2904,19 @@ START_TEST(weft_client_rejects_a_node_server_with_a_self_signed_cert)
                     (char *)cp("selfsigned.key"),
                     (char *)cp("ca.pem"),
                     NULL};
-    child srv = spawn(argv, NULL);
+    tu_child srv;
+    spawn(&srv, argv, NULL);
     char line[64];
     int port = 0;
-    if (!read_line(&srv, line, sizeof(line), CHILD_MS) ||
+    if (!tu_child_read_line(&srv, line, sizeof(line), CHILD_MS) ||
         sscanf(line, "PORT %d", &port) != 1)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(port > 0, "node_tls_server.js printed '%s'", line);
     static side cl;
     memset(&cl, 0, sizeof(cl));
     client_to(port, &cl, NULL, "hello\n");
     run_for(CHILD_MS);
-    reap(&srv, 5000);
+    tu_child_reap(&srv, 5000);
     ck_assert_str_eq(cl.log.buf, "error:ECERT,close:1");
     ck_assert_msg(strstr(cl.errmsg, "DEPTH_ZERO_SELF_SIGNED_CERT") != NULL,
                   "%s", cl.errmsg);
@@ -3059,13 +2939,14 @@ START_TEST(examples_tls_echo_server_and_tls_client_talk_then_stop_cleanly)
                      (char *)cp("ca.pem"),
                      "0",
                      NULL};
-    child srv = spawn(sargv, NULL);
+    tu_child srv;
+    spawn(&srv, sargv, NULL);
     char line[256];
     const char *p = NULL;
-    if (read_line(&srv, line, sizeof(line), CHILD_MS))
+    if (tu_child_read_line(&srv, line, sizeof(line), CHILD_MS))
         p = strstr(line, " port ");
     if (p == NULL)
-        reap(&srv, 0);
+        tu_child_reap(&srv, 0);
     ck_assert_msg(p != NULL, "tls-echo-server printed '%s'", line);
     char port[16];
     snprintf(port, sizeof(port), "%s", p + 6);
@@ -3080,12 +2961,13 @@ START_TEST(examples_tls_echo_server_and_tls_client_talk_then_stop_cleanly)
                      port,
                      "hi there",
                      NULL};
-    child cli = spawn(cargv, NULL);
+    tu_child cli;
+    spawn(&cli, cargv, NULL);
     char out[1024];
-    read_all(&cli, out, sizeof(out), CHILD_MS);
-    int cst = exit_code(reap(&cli, CHILD_MS));
+    tu_child_read_all(&cli, cli.out, out, sizeof(out), CHILD_MS);
+    int cst = tu_exit_code(tu_child_reap(&cli, CHILD_MS));
     kill(srv.pid, SIGTERM);
-    int sst = exit_code(reap(&srv, 5000));
+    int sst = tu_exit_code(tu_child_reap(&srv, 5000));
     ck_assert_str_eq(out, "hello CN=weft client,O=weft test (verified)\r\n"
                           "hi theregoodbye\r\n");
     ck_assert_int_eq(cst, 0);

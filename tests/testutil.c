@@ -299,3 +299,314 @@ long tu_raise_nofile(long want)
     }
     return (long)rl.rlim_cur;
 }
+
+/* ---- child processes ------------------------------------------------- */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/poll.h> /* not <poll.h>: src/poll.h shadows it */
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* How often tu_child_wait() looks for the exit: fine enough that the
+ * exit times test_examples prints are not rounded up by much. */
+#define WAIT_POLL_US 2000
+/* With tu_spawn_opts.loop: the longest a read waits on the pipe before
+ * it turns the loop again. */
+#define TURN_MS 1
+
+/* Pids of the children not waited for yet, for tu_child_kill_all(). Pids
+ * rather than tu_child pointers: a test that fails between tu_spawn()
+ * and tu_child_wait() leaves no pointer into a dead stack frame. */
+#define MAX_CHILDREN 8
+static pid_t live[MAX_CHILDREN];
+
+long long tu_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool tu_have_program(const char *name)
+{
+    const char *path = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s", path != NULL ? path : "/usr/bin:/bin");
+    char *save = NULL;
+    for (char *dir = strtok_r(dirs, ":", &save); dir != NULL;
+         dir = strtok_r(NULL, ":", &save)) {
+        char exe[4200];
+        snprintf(exe, sizeof(exe), "%s/%s", dir, name);
+        if (access(exe, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void reap_blocking(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+void tu_child_kill_all(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++) {
+        if (live[i] > 0) {
+            kill(live[i], SIGKILL);
+            reap_blocking(live[i]);
+            live[i] = 0;
+        }
+    }
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (live[i] == pid)
+            live[i] = 0;
+}
+
+/* Runs in the forked child and never returns. The test process may have
+ * other threads (weft's pools), whose locks fork() copies as they were:
+ * hence dprintf() rather than stderr's FILE, and getenv() left to the
+ * parent. */
+static void exec_child(char *const argv[], pid_t parent, int in, int out,
+                       int err, bool quiet)
+{
+    /* Dies with the test process, whatever path that takes; the getppid()
+     * check covers a parent that died before prctl() took effect. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    /* Until exec() the child runs the test's signal handlers, and Check's
+     * for SIGTERM kills the test's whole process group: every signal stays
+     * blocked (tu_spawn() blocked them before fork()) until each handler
+     * is back to SIG_DFL. SIGTERM, SIGINT and SIGPIPE are reset even when
+     * ignored, which exec() would keep, and the mask is emptied: the
+     * program sees signals as a shell would start it. */
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGPIPE ||
+            (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+             sa.sa_handler != SIG_IGN))
+            signal(sig, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int null = open("/dev/null", O_RDWR);
+    dup2(in >= 0 ? in : null, 0);
+    dup2(out, 1);
+    if (err >= 0)
+        dup2(err, 2);
+    else if (quiet)
+        dup2(null, 2);
+    /* Nothing of the test's beyond stdio, O_CLOEXEC or not. */
+    close_range(3, ~0U, 0);
+    execvp(argv[0], argv);
+    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+void tu_spawn(tu_child *c, char *const argv[], const tu_spawn_opts *o)
+{
+    static const tu_spawn_opts defaults;
+    if (o == NULL)
+        o = &defaults;
+    int slot = 0;
+    while (slot < MAX_CHILDREN && live[slot] != 0)
+        slot++;
+    TU_REQUIRE(slot < MAX_CHILDREN, "more than %d children", MAX_CHILDREN);
+
+    int in[2] = {-1, -1}, out[2], err[2] = {-1, -1};
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    if (o->stdin_pipe || o->input != NULL)
+        ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    if (o->err == TU_STDERR_PIPE)
+        ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    bool quiet =
+        o->err == TU_STDERR_QUIET && getenv("WEFT_TEST_VERBOSE") == NULL;
+    pid_t parent = getpid();
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0)
+        exec_child(argv, parent, in[0], out[1], err[1], quiet);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    ck_assert_int_ge(pid, 0);
+    live[slot] = pid;
+    close(out[1]);
+    if (in[0] >= 0)
+        close(in[0]);
+    if (err[1] >= 0)
+        close(err[1]);
+    if (!o->stdin_pipe && in[1] >= 0) {
+        size_t len = strlen(o->input);
+        ssize_t w = write(in[1], o->input, len);
+        close(in[1]);
+        in[1] = -1;
+        TU_REQUIRE(w == (ssize_t)len, "write to %s's stdin: %s", argv[0],
+                   strerror(errno));
+    }
+    *c = (tu_child){.pid = pid,
+                    .status = TU_CHILD_KILLED,
+                    .in = in[1],
+                    .out = out[0],
+                    .err = err[0],
+                    .loop = o->loop};
+}
+
+/* Waits until `fd` is readable (or at EOF) or `deadline` passes. With
+ * c->loop it waits in TURN_MS slices and turns the loop between them. */
+static bool wait_readable(tu_child *c, int fd, long long deadline)
+{
+    for (;;) {
+        long long left = deadline - tu_now_ms();
+        if (left <= 0)
+            return false;
+        int slice = c->loop != NULL && left > TURN_MS ? TURN_MS : (int)left;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, slice);
+        if (r > 0)
+            return true;
+        if (r < 0 && errno != EINTR)
+            return false;
+        if (r == 0 && c->loop != NULL)
+            weft_loop_run_mode(c->loop, WEFT_RUN_NOWAIT);
+    }
+}
+
+static void note_seen(tu_child *c, const char *p, size_t n)
+{
+    size_t room = sizeof(c->seen) - 1 - c->seen_len;
+    if (n > room)
+        n = room;
+    memcpy(c->seen + c->seen_len, p, n);
+    c->seen_len += n;
+    c->seen[c->seen_len] = '\0';
+}
+
+/* One byte of the child's stdout into *ch, by `deadline`. */
+static bool read_byte(tu_child *c, char *ch, long long deadline)
+{
+    if (!wait_readable(c, c->out, deadline) || read(c->out, ch, 1) != 1)
+        return false;
+    note_seen(c, ch, 1);
+    return true;
+}
+
+static bool read_line_by(tu_child *c, char *buf, size_t size,
+                         long long deadline)
+{
+    size_t n = 0;
+    while (n + 1 < size && read_byte(c, &buf[n], deadline)) {
+        if (buf[n] == '\n') {
+            buf[n] = '\0';
+            return true;
+        }
+        n++;
+    }
+    buf[n] = '\0';
+    return false;
+}
+
+bool tu_child_read_line(tu_child *c, char *buf, size_t size, int ms)
+{
+    return read_line_by(c, buf, size, tu_now_ms() + ms);
+}
+
+bool tu_child_read_line_of(tu_child *c, const char *prefix, char *buf,
+                           size_t size, int ms)
+{
+    long long deadline = tu_now_ms() + ms;
+    size_t len = strlen(prefix);
+    while (read_line_by(c, buf, size, deadline))
+        if (strncmp(buf, prefix, len) == 0)
+            return true;
+    return false;
+}
+
+bool tu_child_read_until(tu_child *c, const char *needle, int ms)
+{
+    long long deadline = tu_now_ms() + ms;
+    char ch;
+    while (strstr(c->seen, needle) == NULL)
+        if (c->seen_len + 1 >= sizeof(c->seen) || !read_byte(c, &ch, deadline))
+            return false;
+    return true;
+}
+
+size_t tu_child_read_all(tu_child *c, int fd, char *buf, size_t size, int ms)
+{
+    size_t n = 0;
+    long long deadline = tu_now_ms() + ms;
+    while (n + 1 < size && wait_readable(c, fd, deadline)) {
+        ssize_t k = read(fd, buf + n, size - 1 - n);
+        if (k <= 0)
+            break;
+        if (fd == c->out)
+            note_seen(c, buf + n, (size_t)k);
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+int tu_child_wait(tu_child *c, int ms)
+{
+    if (c->pid <= 0)
+        return c->status;
+    long long deadline = tu_now_ms() + ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(c->pid, &status, WNOHANG);
+        if (r == c->pid)
+            break;
+        if (r < 0 && errno != EINTR) {
+            /* Reaped already (tu_child_kill_all()): the pid may name
+             * another process by now, so it is not signalled. */
+            status = TU_CHILD_KILLED;
+            break;
+        }
+        if (tu_now_ms() >= deadline) {
+            kill(c->pid, SIGKILL);
+            reap_blocking(c->pid);
+            status = TU_CHILD_KILLED;
+            break;
+        }
+        usleep(WAIT_POLL_US);
+    }
+    forget(c->pid);
+    c->pid = 0;
+    c->status = status;
+    return status;
+}
+
+void tu_child_close(tu_child *c)
+{
+    if (c->in >= 0)
+        close(c->in);
+    if (c->out >= 0)
+        close(c->out);
+    if (c->err >= 0)
+        close(c->err);
+    c->in = c->out = c->err = -1;
+}
+
+int tu_child_reap(tu_child *c, int ms)
+{
+    int status = tu_child_wait(c, ms);
+    tu_child_close(c);
+    return status;
+}
+
+int tu_exit_code(int status)
+{
+    if (status == TU_CHILD_KILLED)
+        return status;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
