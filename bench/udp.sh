@@ -5,6 +5,13 @@
 #   echo    64-byte echo: one server socket, 16 client sockets with 4
 #           datagrams in flight each (64 in flight)
 #   stream  one-way 1,200-byte datagrams from one socket into a sink
+#   capped  the same stream with the server held to half a core (a cgroup
+#           CPU quota of 5 ms per 10 ms): the generator then outruns the
+#           server, whose own cost per datagram decides the rate, instead
+#           of the generator's (which the plain stream measures, since on
+#           loopback the sender's core does the kernel's receive work).
+#           Needs root and a writable cgroup cpu controller; skipped
+#           otherwise.
 #
 # Server on CPU 0, load on CPU 1; implementations interleaved for ROUNDS
 # rounds, a fresh server per measurement, WARMUP seconds before each
@@ -21,7 +28,37 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-0.5}
 IMPLS=${IMPLS:-weft raw libuv node}
-WORKLOADS=${WORKLOADS:-echo stream}
+WORKLOADS=${WORKLOADS:-echo stream capped}
+
+# The cgroup that holds a capped server: v2 (cpu.max) or v1 (cfs quota).
+cgroup=""
+cap_setup() {
+    local d
+    if [ -w /sys/fs/cgroup/cgroup.subtree_control ] 2>/dev/null; then
+        d=/sys/fs/cgroup/weft-udp-bench
+        mkdir -p "$d" 2>/dev/null && echo "5000 10000" >"$d/cpu.max" 2>/dev/null &&
+            cgroup=$d && return 0
+    fi
+    d=/sys/fs/cgroup/cpu/weft-udp-bench
+    if mkdir -p "$d" 2>/dev/null && echo 10000 >"$d/cpu.cfs_period_us" &&
+        echo 5000 >"$d/cpu.cfs_quota_us"; then
+        cgroup=$d
+        return 0
+    fi
+    return 1
+}
+if [[ " $WORKLOADS " == *" capped "* ]] && ! cap_setup; then
+    echo "bench/udp.sh: no writable cgroup cpu controller: capped skipped" >&2
+    WORKLOADS=${WORKLOADS//capped/}
+fi
+cap_teardown() {
+    [ -n "$cgroup" ] || return 0
+    if [ -f "$cgroup/cgroup.procs" ] && [ -n "$(cat "$cgroup/cgroup.procs")" ]; then
+        return 0 # still in use; leave it
+    fi
+    rmdir "$cgroup" 2>/dev/null || true
+}
+trap cap_teardown EXIT
 
 BENCH_BUILD=$out bash "$here/build.sh" >/dev/null || exit 1
 res=$out/results/udp-$(date -u +%Y%m%dT%H%M%SZ).tsv
@@ -43,17 +80,20 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for w in $WORKLOADS; do
         for impl in $IMPLS; do
             port=$((port + 1))
-            mode=$([ "$w" = stream ] && echo sink || echo echo)
+            mode=$([ "$w" = echo ] && echo echo || echo sink)
+            gen=$([ "$w" = echo ] && echo echo || echo stream)
             # shellcheck disable=SC2046
             taskset -c 0 $(server_cmd "$impl" "$mode" "$port") &
             spid=$!
+            # the whole process (Node's threads too) into the quota
+            [ "$w" = capped ] && echo "$spid" >"$cgroup/cgroup.procs"
             # until the port is bound (node takes ~0.1-0.3 s to start)
             for _ in $(seq 100); do
                 grep -qi ":$(printf '%04X' "$port") " /proc/net/udp && break
                 sleep 0.02
             done
             line=$(timeout $((${DURATION%.*} * 3 + 20)) taskset -c 1 \
-                "$out/udp_loadgen" "$w" "$port" "$spid" "$countfile" \
+                "$out/udp_loadgen" "$gen" "$port" "$spid" "$countfile" \
                 "$DURATION" "$WARMUP")
             kill -TERM "$spid" 2>/dev/null
             wait "$spid" 2>/dev/null
@@ -72,11 +112,12 @@ for line in open(sys.argv[1]):
     kv = dict(x.split('=') for x in rest.split())
     rows.setdefault((w, impl), []).append({k: float(v) for k, v in kv.items()})
 impls = sys.argv[2].split()
-for w in ('echo', 'stream'):
+for w in ('echo', 'stream', 'capped'):
     if not any((w, i) in rows for i in impls):
         continue
     title = {'echo': '64-byte echo, 64 in flight (16 clients x 4), datagrams/s answered',
-             'stream': 'one-way 1,200-byte stream into a sink, datagrams/s received'}[w]
+             'stream': 'one-way 1,200-byte stream into a sink, datagrams/s received',
+             'capped': 'the same stream, server held to half a core, datagrams/s received'}[w]
     print(f'\n### {title}\n')
     print('| impl | median | min | max | weft/this | server us/dgram (median) | server CPU % | client CPU % |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- |')
