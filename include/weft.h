@@ -1224,7 +1224,12 @@ WEFT_EXTERN int weft_dgram_bind(weft_dgram *sock, int port,
 WEFT_EXTERN int weft_dgram_connect(weft_dgram *sock, int port,
                                    const char *address,
                                    weft_dgram_connect_cb cb, void *ctx);
-/* socket.disconnect(): WEFT_ENOTCONN unless connected. */
+/* socket.disconnect(): WEFT_ENOTCONN unless connected. What was sent
+ * while connected and has not left yet (gathered inside 'message', or
+ * queued) still goes to that peer. The socket keeps its address and port:
+ * Linux's disconnect also gives up a port the kernel chose, which weft
+ * binds again (should another socket take it in that instant:
+ * WEFT_EADDRINUSE, and the next send binds a new one). */
 WEFT_EXTERN int weft_dgram_disconnect(weft_dgram *sock);
 /* socket.remoteAddress(): WEFT_ENOTCONN unless connected. */
 WEFT_EXTERN int weft_dgram_remote_address(const weft_dgram *sock,

@@ -382,14 +382,26 @@ static void flush_batch(struct weft__dgram_batch *b)
         if (e == EINTR)
             continue;
         if (transient(e)) {
-            /* The kernel is full: the rest waits in the queue, in
-             * order (the queue was empty, or they would be there). */
+            /* The kernel is full: the rest waits in the queue. The queue
+             * was empty when the batch began (else the batch would be
+             * there), so what it holds now was sent after: a send to a
+             * name still looked up, or made while a connect() looks one
+             * up. The rest goes ahead of it, in the order sent. */
+            dgram_req *later = s->q_head, *later_tail = s->q_tail;
+            s->q_head = s->q_tail = NULL; /* counted still, for the bound */
             for (; off < b->nsend; off++) {
                 struct msghdr *m = &b->smsg[off].msg_hdr;
                 weft_buf piece = {m->msg_iov->iov_base, m->msg_iov->iov_len};
                 if (enqueue(s, &piece, 1, m->msg_name ? &b->sto[off] : NULL,
                             NULL, 0) < 0)
                     break; /* full: the rest is dropped, as UDP may */
+            }
+            if (later != NULL) {
+                if (s->q_tail != NULL)
+                    s->q_tail->next = later;
+                else
+                    s->q_head = later;
+                s->q_tail = later_tail;
             }
             break;
         }
@@ -969,16 +981,71 @@ int weft_dgram_connect(weft_dgram *s, int port, const char *address,
     return err;
 }
 
+/* The port of a sockaddr_in or sockaddr_in6 (sin6_port lies where
+ * sin_port does). */
+static uint16_t *port_of(weft__sockaddr *a)
+{
+    return &((struct sockaddr_in *)&a->u.ss)->sin_port;
+}
+
+/*
+ * What was sent while connected goes to that peer, even if it has not
+ * left at disconnect(): the batch gathered inside this socket's 'message'
+ * listeners leaves now, and what waits in the queue without an address
+ * gets the peer's. Else the kernel refuses it (EDESTADDRREQ) once
+ * disconnected, or sends it to whichever peer is connected next.
+ */
+static int address_what_waits(weft_dgram *s)
+{
+    struct weft__dgram_batch *b = s->h.loop->dgram;
+    if (b != NULL && b->owner == s && b->nsend > 0)
+        flush_batch(b); /* what the kernel refuses moves to the queue */
+    dgram_req *r = s->q_head;
+    while (r != NULL && r->has_to)
+        r = r->next;
+    if (r == NULL)
+        return 0;
+    weft__sockaddr peer;
+    peer.len = sizeof(peer.u.ss);
+    if (getpeername(s->io.fd, &peer.u.sa, &peer.len) < 0)
+        return weft__err(errno);
+    for (; r != NULL; r = r->next)
+        if (!r->has_to) {
+            r->to = peer;
+            r->has_to = true;
+        }
+    return 0;
+}
+
 int weft_dgram_disconnect(weft_dgram *s)
 {
     if (s == NULL)
         return WEFT_EINVAL;
     if (!s->connected)
         return WEFT_ENOTCONN;
+    weft__sockaddr before, after;
+    before.len = sizeof(before.u.ss);
+    if (getsockname(s->io.fd, &before.u.sa, &before.len) < 0)
+        return weft__err(errno);
+    int err = address_what_waits(s);
+    if (err < 0)
+        return err;
     struct sockaddr sa = {.sa_family = AF_UNSPEC};
     if (connect(s->io.fd, &sa, sizeof(sa)) < 0)
         return weft__err(errno);
     s->connected = false;
+    /* Linux also unbinds a port the kernel chose (bind to port 0, or the
+     * implicit bind): the socket would stop receiving at the port it
+     * announced, and a later send would pick another. Bind the same port
+     * again, on the address the disconnect left (the one bound, or any). */
+    after.len = sizeof(after.u.ss);
+    if (getsockname(s->io.fd, &after.u.sa, &after.len) < 0)
+        return weft__err(errno);
+    if (*port_of(&after) == 0 && *port_of(&before) != 0) {
+        *port_of(&after) = *port_of(&before);
+        if (bind(s->io.fd, &after.u.sa, after.len) < 0)
+            return weft__err(errno); /* taken meanwhile: unbound */
+    }
     return 0;
 }
 

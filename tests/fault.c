@@ -56,7 +56,7 @@ const char *fault_call_name(enum fault_call call)
     static const char *names[] = {"accept4", "connect", "read",
                                   "send",    "socket",  "setsockopt",
                                   "shutdown", "epoll_ctl", "getaddrinfo",
-                                  "recvmmsg"};
+                                  "recvmmsg", "sendmmsg"};
     return names[call];
 }
 
@@ -209,4 +209,15 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,
     return REAL(recvmmsg, int (*)(int, struct mmsghdr *, unsigned int, int,
                                   struct timespec *))(fd, vec, vlen, flags,
                                                       timeout);
+}
+
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+    int e = hit(FAULT_SENDMMSG);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return REAL(sendmmsg, int (*)(int, struct mmsghdr *, unsigned int, int))(
+        fd, vec, vlen, flags);
 }

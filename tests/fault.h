@@ -1,9 +1,10 @@
 /*
  * fault.h - syscall fault injection for tests, by interposition: the test
  * binary that links tests/fault.c defines accept4, connect, read, send,
- * sendmsg, socket, setsockopt, shutdown, epoll_ctl, getaddrinfo and
- * recvmmsg itself; weft (linked statically into it) calls these, which forward to
- * the real ones unless a fault is armed. Nothing in weft changes.
+ * sendmsg, socket, setsockopt, shutdown, epoll_ctl, getaddrinfo, recvmmsg
+ * and sendmmsg itself; weft (linked statically into it) calls these,
+ * which forward to the real ones unless a fault is armed. Nothing in weft
+ * changes.
  */
 #ifndef WEFT_TEST_FAULT_H
 #define WEFT_TEST_FAULT_H
@@ -19,6 +20,7 @@ enum fault_call {
     FAULT_EPOLL_CTL,
     FAULT_GETADDRINFO, /* err is an EAI_* code */
     FAULT_RECVMMSG,
+    FAULT_SENDMMSG,
     FAULT_NCALLS
 };
 

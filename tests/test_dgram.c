@@ -237,6 +237,45 @@ START_TEST(connected_send_goes_to_the_peer_and_disconnect_forgets_it)
 }
 END_TEST
 
+/* Linux's disconnect (connect(AF_UNSPEC)) also unbinds a port the
+ * kernel chose: the socket stopped receiving at the port 'listening'
+ * announced, and address() said port 0. Found by fuzz/fuzz_dgram.c. */
+static void disconnect_keeps_port(bool implicit)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int sport = bound_port(&srv, "127.0.0.1");
+    weft_address before, after;
+    if (!implicit)
+        bound_port(&cli, "127.0.0.1");
+    ck_assert_int_eq(
+        weft_dgram_connect(cli.sock, sport, "127.0.0.1", NULL, NULL), 0);
+    ck_assert_int_eq(weft_dgram_address(cli.sock, &before), 0);
+    ck_assert_int_eq(weft_dgram_disconnect(cli.sock), 0);
+    ck_assert_int_eq(weft_dgram_address(cli.sock, &after), 0);
+    ck_assert_int_eq(after.port, before.port);
+    ck_assert_str_eq(after.address, implicit ? "0.0.0.0" : "127.0.0.1");
+    /* and it still receives there */
+    ck_assert_int_eq(
+        weft_dgram_send(srv.sock, "back", 4, before.port, "127.0.0.1"), 1);
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    ck_assert(memcmp(cli.last, "back", 4) == 0);
+    finish(&srv, &cli);
+}
+
+START_TEST(disconnect_keeps_the_port_the_kernel_chose)
+{
+    disconnect_keeps_port(false);
+}
+END_TEST
+
+START_TEST(disconnect_keeps_the_port_connect_bound_implicitly)
+{
+    disconnect_keeps_port(true);
+}
+END_TEST
+
 START_TEST(sendv_pieces_arrive_as_one_datagram)
 {
     peer srv, cli;
@@ -676,6 +715,99 @@ START_TEST(echo_inside_message_answers_every_datagram_of_a_batch)
     ck_assert(spin_until(&cli.messages, 150, 5000));
     ck_assert(memcmp(cli.last, "m149", 4) == 0);
     finish(&srv, &cli);
+}
+END_TEST
+
+/* A send made while connected goes to that peer, even when it has not
+ * left yet at disconnect(): gathered inside 'message' (returned 1) or
+ * queued behind the kernel's refusal (returned 0). Both were sent without
+ * an address after the disconnect and dropped with 'error' (EDESTADDRREQ,
+ * as EIO). Found by fuzz/fuzz_dgram.c. */
+static void send_then_disconnect(weft_dgram *s, const char *data, size_t len,
+                                 const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)data;
+    (void)len;
+    (void)ri;
+    ((peer *)ctx)->messages++;
+    ck_assert_int_eq(weft_dgram_send(s, "while connected", 15, 0, NULL), 1);
+    ck_assert_int_eq(weft_dgram_disconnect(s), 0);
+}
+
+START_TEST(batch_sent_while_connected_leaves_for_that_peer_after_disconnect)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    memset(&cli, 0, sizeof(cli));
+    ck_assert_int_eq(weft_dgram_create_socket(
+                         tu_loop, NULL, send_then_disconnect, &cli, &cli.sock),
+                     0);
+    listen_all(&cli);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    weft_address ca;
+    ck_assert_int_eq(weft_dgram_address(cli.sock, &ca), 0);
+    ck_assert_int_eq(weft_dgram_send(srv.sock, "go", 2, ca.port, NULL), 1);
+    ck_assert(spin_until(&srv.messages, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert(memcmp(srv.last, "while connected", 15) == 0);
+    ck_assert_str_eq(cli.log.buf, "listening,connect,close");
+}
+END_TEST
+
+START_TEST(queue_sent_while_connected_leaves_for_that_peer_after_disconnect)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, NULL);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    fault_arm(FAULT_SEND, 1, 1, EAGAIN);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "queued", 6, 0, NULL), 0);
+    fault_disarm_all();
+    ck_assert_int_eq(weft_dgram_disconnect(cli.sock), 0);
+    ck_assert(spin_until(&srv.messages, 1, 3000));
+    ck_assert(spin_until(&cli.drains, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert(memcmp(srv.last, "queued", 6) == 0);
+    /* no 'connect': it was undone before the loop turned */
+    ck_assert_str_eq(cli.log.buf, "listening,drain,close");
+}
+END_TEST
+
+/* Inside 'message', A to an address joins the batch (1) and B to a name
+ * waits in the queue for its lookup (0). When the kernel refuses the
+ * batch's sendmmsg, A moves to the queue: ahead of B, as it was sent.
+ * It was put behind B. Found by fuzz/fuzz_dgram.c. */
+static void batch_then_name(weft_dgram *s, const char *data, size_t len,
+                            const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)data;
+    (void)len;
+    ((peer *)ctx)->messages++;
+    ck_assert_int_eq(weft_dgram_send(s, "A", 1, ri->port, "127.0.0.1"), 1);
+    ck_assert_int_eq(weft_dgram_send(s, "B", 1, ri->port, "localhost"), 0);
+    fault_arm(FAULT_SENDMMSG, 1, 1, EAGAIN); /* the batch's */
+}
+
+START_TEST(refused_batch_keeps_its_place_ahead_of_later_queued_sends)
+{
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    memset(&cli, 0, sizeof(cli));
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, batch_then_name,
+                                              &cli, &cli.sock),
+                     0);
+    listen_all(&cli);
+    bound_port(&srv, "127.0.0.1");
+    int cport = bound_port(&cli, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_send(srv.sock, "go", 2, cport, NULL), 1);
+    ck_assert(spin_until(&srv.messages, 2, 3000));
+    fault_disarm_all();
+    ck_assert_int_eq(fault_injected(FAULT_SENDMMSG), 1);
+    finish(&srv, &cli);
+    ck_assert_str_eq(srv.firsts, "AB");
+    ck_assert_int_eq(cli.errors, 0);
 }
 END_TEST
 
@@ -1198,6 +1330,8 @@ int main(void)
     tcase_add_test(tc, udp6_round_trip_reports_sender_address_family_and_port);
     tcase_add_test(tc,
                    connected_send_goes_to_the_peer_and_disconnect_forgets_it);
+    tcase_add_test(tc, disconnect_keeps_the_port_the_kernel_chose);
+    tcase_add_test(tc, disconnect_keeps_the_port_connect_bound_implicitly);
     tcase_add_test(tc, sendv_pieces_arrive_as_one_datagram);
     tcase_add_test(
         tc, datagram_longer_than_max_message_is_reported_truncated_with_size);
@@ -1221,6 +1355,12 @@ int main(void)
         tc, send_to_a_name_that_does_not_resolve_reports_it_and_stays_open);
     tcase_add_test(tc, close_while_a_send_waits_for_its_name_drops_it_cleanly);
     tcase_add_test(tc, echo_inside_message_answers_every_datagram_of_a_batch);
+    tcase_add_test(
+        tc, batch_sent_while_connected_leaves_for_that_peer_after_disconnect);
+    tcase_add_test(
+        tc, queue_sent_while_connected_leaves_for_that_peer_after_disconnect);
+    tcase_add_test(tc,
+                   refused_batch_keeps_its_place_ahead_of_later_queued_sends);
     tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
     tcase_add_test(tc, quiet_ping_pong_does_not_pay_an_empty_read_per_datagram);
     tcase_add_test(
