@@ -1276,7 +1276,10 @@ WEFT_EXTERN int weft_dgram_sendv(weft_dgram *sock, const weft_buf *bufs,
  * the kernel offers it, else one datagram at a time. At most 64
  * datagrams and 65,000 bytes per call (WEFT_EINVAL past it). What QUIC
  * senders do. Returns 1 if all went to the kernel, 0 if some or all
- * wait in the queue, or an error as weft_dgram_send().
+ * wait in the queue, or an error as weft_dgram_send(). Sent one at a
+ * time, an error stops at the segment it is about: those before it went
+ * (or wait in the queue), it and the rest did not, so a full queue
+ * (WEFT_ENOBUFS) may cut a call short.
  */
 WEFT_EXTERN int weft_dgram_send_segments(weft_dgram *sock, const void *data,
                                          size_t len, size_t segment,
