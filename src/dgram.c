@@ -483,7 +483,8 @@ static size_t gro_size(const struct msghdr *m)
 /*
  * A GRO buffer: `size` bytes of datagrams of `seg` bytes (the last may
  * be shorter), each emitted as its own 'message'. The byte after each
- * is set to NUL for the call and put back after it.
+ * is set to NUL for the call and put back after it. The caller holds
+ * the emitter (WEFT__EMIT_HELD).
  */
 static void emit_segments(weft_dgram *s, char *buf, size_t size, size_t seg,
                           weft_dgram_rinfo *ri)
@@ -497,7 +498,8 @@ static void emit_segments(weft_dgram *s, char *buf, size_t size, size_t seg,
         ri->size = dlen;
         ri->truncated = dlen > len;
         ri->address_[0] = '\0';
-        WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data, len, ri);
+        WEFT__EMIT_HELD(&s->em, EV_message, weft_dgram_message_cb, s, data,
+                        len, ri);
         data[len] = saved;
     }
 }
@@ -603,6 +605,7 @@ static void read_batches(weft_dgram *s)
         b->nsend = 0;
         b->used = 0;
         s->in_batch = true;
+        s->em.depth++; /* held for the batch: one enter and leave */
         for (int i = 0; i < n && s->state == BOUND; i++) {
             struct mmsghdr *m = &b->rmsg[i];
             size_t size = m->msg_len;
@@ -621,12 +624,13 @@ static void read_batches(weft_dgram *s)
                 ri.truncated =
                     (m->msg_hdr.msg_flags & MSG_TRUNC) || size > want;
                 ri.address_[0] = '\0';
-                WEFT__EMIT(&s->em, EV_message, weft_dgram_message_cb, s, data,
-                           len, &ri);
+                WEFT__EMIT_HELD(&s->em, EV_message, weft_dgram_message_cb, s,
+                                data, len, &ri);
                 continue;
             }
             emit_segments(s, b->riov[i].iov_base, size, seg, &ri);
         }
+        weft__emitter_leave(&s->em);
         s->in_batch = false;
         if (b->nsend > 0 && s->state == BOUND)
             flush_batch(b);

@@ -129,21 +129,34 @@ void weft__emitter_free(weft__emitter *em);
 #define WEFT__EMIT(em, ev_id, type, ...)                                       \
     do {                                                                       \
         weft__emitter *em_ = (em);                                             \
-        uint16_t n_ = em_->n;                                                  \
         em_->depth++;                                                          \
+        WEFT__EMIT_HELD(em_, ev_id, type, __VA_ARGS__);                        \
+        weft__emitter_leave(em_);                                              \
+    } while (0)
+
+/*
+ * WEFT__EMIT for a caller that emits many events in a row (a batch of
+ * datagrams) and holds the emitter itself: em->depth++ before the first,
+ * weft__emitter_leave() after the last. Removed listeners are skipped
+ * and compacted at the leave; one added by a listener is called from the
+ * next event on, as with WEFT__EMIT.
+ */
+#define WEFT__EMIT_HELD(em, ev_id, type, ...)                                  \
+    do {                                                                       \
+        weft__emitter *emh_ = (em);                                            \
+        uint16_t n_ = emh_->n;                                                 \
         for (uint16_t i_ = 0; i_ < n_; i_++) {                                 \
-            weft__listener *l_ = &em_->v[i_];                                  \
+            weft__listener *l_ = &emh_->v[i_];                                 \
             if (l_->fn == NULL || l_->event != (ev_id))                        \
                 continue;                                                      \
             type f_ = (type)l_->fn;                                            \
             void *c_ = l_->ctx;                                                \
             if (l_->once) {                                                    \
                 l_->fn = NULL;                                                 \
-                em_->dirty = 1;                                                \
+                emh_->dirty = 1;                                               \
             }                                                                  \
             f_(__VA_ARGS__, c_);                                               \
         }                                                                      \
-        weft__emitter_leave(em_);                                              \
     } while (0)
 
 /*
