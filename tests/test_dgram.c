@@ -925,6 +925,86 @@ START_TEST(datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn)
 }
 END_TEST
 
+/* Listeners changed inside 'message', within one batch of datagrams. */
+static char lis_log[128];
+static weft_dgram_message_cb lis_b, lis_c;
+
+static void lis_note(const char *who, const char *data)
+{
+    size_t n = strlen(lis_log);
+    snprintf(lis_log + n, sizeof(lis_log) - n, "%s%c%s", n ? "," : "", data[0],
+             who);
+}
+
+static void lis_a(weft_dgram *s, const char *data, size_t len,
+                  const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)len, (void)ri, (void)ctx;
+    lis_note("A", data);
+    if (data[0] == '1') {
+        ck_assert_int_eq(weft_dgram_off_message(s, lis_b, NULL), 0);
+        ck_assert_int_eq(weft_dgram_on_message(s, lis_c, NULL), 0);
+    }
+}
+
+static void lis_b_fn(weft_dgram *s, const char *data, size_t len,
+                     const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s, (void)len, (void)ri, (void)ctx;
+    lis_note("B", data);
+}
+
+static void lis_c_fn(weft_dgram *s, const char *data, size_t len,
+                     const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s, (void)len, (void)ri, (void)ctx;
+    lis_note("C", data);
+}
+
+static void lis_d(weft_dgram *s, const char *data, size_t len,
+                  const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)s, (void)len, (void)ri, (void)ctx;
+    lis_note("D", data);
+}
+
+START_TEST(listeners_changed_inside_message_apply_from_the_next_datagram)
+{
+    /* Three datagrams read in one batch: A removes B and adds C while
+     * the first is delivered; D listens once. B is skipped from then on
+     * (it comes after A), C hears from the second on, D only the first. */
+    lis_b = lis_b_fn;
+    lis_c = lis_c_fn;
+    lis_log[0] = '\0';
+    weft_dgram *srv;
+    ck_assert_int_eq(weft_dgram_create_socket(tu_loop, NULL, lis_a, NULL, &srv),
+                     0);
+    ck_assert_int_eq(weft_dgram_on_message(srv, lis_b, NULL), 0);
+    ck_assert_int_eq(weft_dgram_once_message(srv, lis_d, NULL), 0);
+    ck_assert_int_eq(weft_dgram_bind(srv, 0, "127.0.0.1", NULL, NULL), 0);
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(srv, &a), 0);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)a.port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    for (const char *m = "123"; *m; m++)
+        ck_assert_int_eq(send(fd, m, 1, 0), 1);
+    long before = fault_calls(FAULT_RECVMMSG);
+    long long end = tu_now_ms() + 3000;
+    while (strlen(lis_log) < 17 && tu_now_ms() < end)
+        weft_loop_run_mode(tu_loop, WEFT_RUN_ONCE);
+    ck_assert_str_eq(lis_log, "1A,1D,2A,2C,3A,3C");
+    /* all three came from one read (and one more that found nothing):
+     * the changes happened inside a batch */
+    ck_assert_int_le(fault_calls(FAULT_RECVMMSG) - before, 2);
+    close(fd);
+    weft_dgram_close(srv, NULL, NULL);
+    tu_run(3000);
+}
+END_TEST
+
 START_TEST(close_inside_message_stops_delivery_and_closes_once)
 {
     peer srv, cli;
@@ -1362,6 +1442,8 @@ int main(void)
     tcase_add_test(tc,
                    refused_batch_keeps_its_place_ahead_of_later_queued_sends);
     tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
+    tcase_add_test(
+        tc, listeners_changed_inside_message_apply_from_the_next_datagram);
     tcase_add_test(tc, quiet_ping_pong_does_not_pay_an_empty_read_per_datagram);
     tcase_add_test(
         tc, datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn);
