@@ -24,6 +24,7 @@ typedef struct {
 
 static fault faults[FAULT_NCALLS];
 static atomic_long calls[FAULT_NCALLS];
+static atomic_long gai_returned; /* getaddrinfo calls that returned */
 
 long fault_calls(enum fault_call call)
 {
@@ -191,11 +192,20 @@ int getaddrinfo(const char *node, const char *service,
                 const struct addrinfo *hints, struct addrinfo **res)
 {
     int e = hit(FAULT_GETADDRINFO);
-    if (e)
+    if (e) {
+        atomic_fetch_add(&gai_returned, 1);
         return e;
-    return REAL(getaddrinfo,
-                int (*)(const char *, const char *, const struct addrinfo *,
-                        struct addrinfo **))(node, service, hints, res);
+    }
+    e = REAL(getaddrinfo,
+             int (*)(const char *, const char *, const struct addrinfo *,
+                     struct addrinfo **))(node, service, hints, res);
+    atomic_fetch_add(&gai_returned, 1);
+    return e;
+}
+
+long fault_getaddrinfo_returned(void)
+{
+    return atomic_load(&gai_returned);
 }
 
 int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,

@@ -666,23 +666,29 @@ END_TEST
 
 START_TEST(close_while_a_send_waits_for_its_name_drops_it_cleanly)
 {
-    int fds = tu_fd_count();
     peer cli;
     open_peer(&cli, NULL);
+    long started = fault_calls(FAULT_GETADDRINFO);
     ck_assert_int_eq(weft_dgram_send(cli.sock, "z", 1, 9, "localhost"), 0);
+    /* close while the lookup thread is inside getaddrinfo() */
+    long long end = tu_now_ms() + 3000;
+    while (fault_calls(FAULT_GETADDRINFO) == started && tu_now_ms() < end)
+        usleep(100);
+    ck_assert_int_gt(fault_calls(FAULT_GETADDRINFO), started);
     ck_assert_int_eq(weft_dgram_close(cli.sock, NULL, NULL), 0);
     tu_run(3000);
     ck_assert_int_eq(cli.errors, 0);
     ck_assert_int_eq(cli.drains, 0);
     ck_assert_str_eq(cli.log.buf, "close");
-    /* The cancelled lookup's getaddrinfo() may still be running on the
-     * lookup thread, with a file of its own open (/etc/hosts, a netlink
-     * socket): wait for it to finish before the teardown counts fds. A
-     * leak stays; this only waits out the lookup. */
-    long long end = tu_now_ms() + 2000;
-    while (tu_fd_count() > fds && tu_now_ms() < end)
-        usleep(1000);
-    ck_assert_int_eq(tu_fd_count(), fds);
+    /* The cancelled lookup's getaddrinfo() runs to its end on the lookup
+     * thread, with files of its own open (/etc/hosts, a netlink socket):
+     * let it return before the teardown counts fds. */
+    end = tu_now_ms() + 3000;
+    while (fault_getaddrinfo_returned() < fault_calls(FAULT_GETADDRINFO) &&
+           tu_now_ms() < end)
+        usleep(100);
+    ck_assert_int_eq(fault_getaddrinfo_returned(),
+                     fault_calls(FAULT_GETADDRINFO));
 }
 END_TEST
 
