@@ -1,6 +1,7 @@
 /*
  * test_examples.c - the built example programs, run as a user runs them:
- * examples/multicore-echo and examples/echo-server are spawned, their
+ * examples/multicore-echo, examples/echo-server and
+ * examples/udp-echo-server are spawned, their
  * printed address is read from stdout, plain blocking sockets (with
  * receive and send timeouts, so nothing can hang) talk to them, and the
  * exit status after SIGTERM/SIGINT is checked (exit 0, which under ASan
@@ -27,6 +28,7 @@
 
 #define ECHO_SERVER    WEFT_BINARY_DIR "/examples/echo-server"
 #define MULTICORE_ECHO WEFT_BINARY_DIR "/examples/multicore-echo"
+#define UDP_ECHO       WEFT_BINARY_DIR "/examples/udp-echo-server"
 /* Startup under ASan can take a while on a loaded machine. */
 #define START_MS 10000
 /* The brief: a stopped example must be gone within this. */
@@ -390,6 +392,122 @@ START_TEST(echo_server_sigint_stops_it_cleanly)
 }
 END_TEST
 
+/* ---- udp-echo-server ---------------------------------------------------- */
+
+/* udp-echo-server 0 HOST; returns the port it printed. */
+static int start_udp_echo(tu_child *c, const char *host, bool capture_err)
+{
+    char *argv[] = {UDP_ECHO, "0", (char *)host, NULL};
+    spawn(c, argv, capture_err);
+    char line[256], h[64];
+    int port = 0;
+    bool ok = tu_child_read_line(c, line, sizeof(line), START_MS);
+    TU_REQUIRE(ok && sscanf(line, "udp echo server listening on %63s port %d",
+                            h, &port) == 2,
+               "udp-echo-server printed '%s'", line);
+    TU_REQUIRE(strcmp(h, host) == 0 && port > 0,
+               "udp-echo-server printed '%s' for %s", line, host);
+    return port;
+}
+
+/* A plain UDP socket connected to the server, with a receive timeout. */
+static int udp_client(int family, const char *host, int port)
+{
+    int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    TU_REQUIRE(fd >= 0, "socket: %s", strerror(errno));
+    struct timeval tv = {SOCK_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        inet_pton(AF_INET6, host, &a->sin6_addr);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        inet_pton(AF_INET, host, &a->sin_addr);
+        len = sizeof(*a);
+    }
+    TU_REQUIRE(connect(fd, (struct sockaddr *)&ss, len) == 0, "connect: %s",
+               strerror(errno));
+    return fd;
+}
+
+/* Sends `len` bytes as one datagram and checks the same come back. */
+static void udp_round_trip(int fd, const unsigned char *data, size_t len)
+{
+    TU_REQUIRE(send(fd, data, len, 0) == (ssize_t)len, "send %zu: %s", len,
+               strerror(errno));
+    unsigned char got[2048];
+    ssize_t n = recv(fd, got, sizeof(got), 0);
+    TU_REQUIRE(n == (ssize_t)len, "sent %zu bytes, got %zd back (%s)", len, n,
+               n < 0 ? strerror(errno) : "");
+    TU_REQUIRE(len == 0 || memcmp(got, data, len) == 0,
+               "the %zu bytes came back changed", len);
+}
+
+START_TEST(udp_echo_server_echoes_datagrams_exactly_then_exits_0_on_sigterm)
+{
+    tu_child srv;
+    int port = start_udp_echo(&srv, "127.0.0.1", false);
+    int fd = udp_client(AF_INET, "127.0.0.1", port);
+    unsigned char all[256], big[1400];
+    for (int i = 0; i < 256; i++)
+        all[i] = (unsigned char)i; /* every byte value, NUL first */
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)(i * 7 + 3);
+    udp_round_trip(fd, all, sizeof(all));
+    udp_round_trip(fd, all, 0); /* an empty datagram comes back empty */
+    udp_round_trip(fd, big, sizeof(big));
+    close(fd);
+    long long took;
+    int status = stop(&srv, SIGTERM, "udp-echo-server", &took);
+    assert_exit(status, 0, "udp-echo-server after SIGTERM");
+}
+END_TEST
+
+START_TEST(udp_echo_server_serves_ipv6_and_stops_on_sigint)
+{
+    tu_child srv;
+    int port = start_udp_echo(&srv, "::1", false);
+    int fd = udp_client(AF_INET6, "::1", port);
+    udp_round_trip(fd, (const unsigned char *)"over six", 8);
+    close(fd);
+    long long took;
+    int status = stop(&srv, SIGINT, "udp-echo-server (::1)", &took);
+    assert_exit(status, 0, "udp-echo-server after SIGINT");
+}
+END_TEST
+
+START_TEST(udp_echo_server_exits_1_with_a_message_when_the_port_is_taken)
+{
+    int holder = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    TU_REQUIRE(bind(holder, (struct sockaddr *)&a, sizeof(a)) == 0, "bind: %s",
+               strerror(errno));
+    socklen_t len = sizeof(a);
+    getsockname(holder, (struct sockaddr *)&a, &len);
+    char arg[16];
+    snprintf(arg, sizeof(arg), "%d", ntohs(a.sin_port));
+    char *argv[] = {UDP_ECHO, arg, "127.0.0.1", NULL};
+    tu_child c;
+    spawn(&c, argv, true);
+    char err[4096];
+    tu_child_read_all(&c, c.err, err, sizeof(err), EXIT_MS);
+    int status = tu_child_reap(&c, EXIT_MS);
+    close(holder);
+    assert_exit(status, 1, "udp-echo-server on a taken port");
+    TU_REQUIRE(strstr(err, "EADDRINUSE") != NULL ||
+                   strstr(err, "in use") != NULL,
+               "udp-echo-server's stderr says nothing of the port: '%s'", err);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("examples");
@@ -403,6 +521,11 @@ int main(void)
     tcase_add_test(tc,
                    echo_server_exits_1_with_a_message_when_the_port_is_taken);
     tcase_add_test(tc, echo_server_sigint_stops_it_cleanly);
+    tcase_add_test(
+        tc, udp_echo_server_echoes_datagrams_exactly_then_exits_0_on_sigterm);
+    tcase_add_test(tc, udp_echo_server_serves_ipv6_and_stops_on_sigint);
+    tcase_add_test(
+        tc, udp_echo_server_exits_1_with_a_message_when_the_port_is_taken);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }
