@@ -66,6 +66,10 @@ static void on_stop_signal(weft_loop *loop, int signum, void *ctx)
             signum == SIGINT ? "SIGINT" : "SIGTERM");
     weft_signal_off(NULL, SIGINT, on_stop_signal, NULL);
     weft_signal_off(NULL, SIGTERM, on_stop_signal, NULL);
+    /* Replies join a batch inside 'message'; if the kernel refused that
+     * batch and the queue had no room, weft dropped and counted them.
+     * Read before close: the socket is freed after its 'close'. */
+    dropped += weft_dgram_send_dropped(sock);
     weft_dgram_close(sock, NULL, NULL);
 }
 

@@ -1293,6 +1293,15 @@ WEFT_EXTERN int weft_dgram_reply(weft_dgram *sock, const weft_dgram_rinfo *to,
 /* socket.getSendQueueSize() (bytes) and getSendQueueCount() (datagrams). */
 WEFT_EXTERN size_t weft_dgram_send_queue_size(const weft_dgram *sock);
 WEFT_EXTERN size_t weft_dgram_send_queue_count(const weft_dgram *sock);
+/*
+ * Datagrams weft accepted and then dropped: sends made inside this
+ * socket's 'message' listeners return 1 when they join the batch that
+ * leaves with one sendmmsg; if the kernel then refuses the batch and the
+ * send queue has no room for the rest (max_queue), the rest is dropped,
+ * as UDP may, and counted here. Every other refusal is returned by the
+ * send call itself (WEFT_ENOBUFS). No Node counterpart.
+ */
+WEFT_EXTERN uint64_t weft_dgram_send_dropped(const weft_dgram *sock);
 
 /*
  * socket.close([callback]): stops receiving now and drops what waits in

@@ -146,6 +146,7 @@ struct weft_dgram {
     size_t max_queue;
     dgram_req *q_head, *q_tail;
     size_t q_bytes, q_count;
+    uint64_t send_dropped; /* accepted into a batch, then found no room */
     weft__dns_req *dns;
     weft__dns_req *send_dns; /* the lookup of the first queued host name */
     int dns_port;
@@ -393,8 +394,11 @@ static void flush_batch(struct weft__dgram_batch *b)
                 struct msghdr *m = &b->smsg[off].msg_hdr;
                 weft_buf piece = {m->msg_iov->iov_base, m->msg_iov->iov_len};
                 if (enqueue(s, &piece, 1, m->msg_name ? &b->sto[off] : NULL,
-                            NULL, 0) < 0)
-                    break; /* full: the rest is dropped, as UDP may */
+                            NULL, 0) < 0) {
+                    /* full: the rest is dropped, as UDP may, and counted */
+                    s->send_dropped += b->nsend - off;
+                    break;
+                }
             }
             if (later != NULL) {
                 if (s->q_tail != NULL)
@@ -1389,6 +1393,11 @@ size_t weft_dgram_send_queue_size(const weft_dgram *s)
 size_t weft_dgram_send_queue_count(const weft_dgram *s)
 {
     return s ? s->q_count : 0;
+}
+
+uint64_t weft_dgram_send_dropped(const weft_dgram *s)
+{
+    return s ? s->send_dropped : 0;
 }
 
 /* ---- close ------------------------------------------------------------- */

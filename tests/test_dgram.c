@@ -826,6 +826,48 @@ START_TEST(refused_batch_keeps_its_place_ahead_of_later_queued_sends)
 }
 END_TEST
 
+/* Inside 'message': ten replies join the batch (1 each); the kernel
+ * then refuses the batch and a 64-byte queue takes only the first. */
+static void ten_replies(weft_dgram *s, const char *data, size_t len,
+                        const weft_dgram_rinfo *ri, void *ctx)
+{
+    (void)data, (void)len;
+    ((peer *)ctx)->messages++;
+    char m[40];
+    for (int i = 0; i < 10; i++) {
+        memset(m, '0' + i, sizeof(m));
+        ck_assert_int_eq(weft_dgram_reply(s, ri, m, sizeof(m)), 1);
+    }
+    fault_arm(FAULT_SENDMMSG, 1, 1, EAGAIN); /* the batch's */
+}
+
+START_TEST(batch_entries_dropped_for_want_of_queue_room_are_counted)
+{
+    weft_dgram_options small = {.max_queue = 64};
+    peer srv, cli;
+    open_peer(&cli, NULL);
+    memset(&srv, 0, sizeof(srv));
+    ck_assert_int_eq(
+        weft_dgram_create_socket(tu_loop, &small, ten_replies, &srv, &srv.sock),
+        0);
+    listen_all(&srv);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_send_dropped(srv.sock), 0);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "go", 2, port, NULL), 1);
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    fault_disarm_all();
+    ck_assert_int_eq(fault_injected(FAULT_SENDMMSG), 1);
+    ck_assert(spin_until(&srv.drains, 1, 3000));
+    idle_ms(50);
+    ck_assert_int_eq(cli.messages, 1); /* the one the queue held */
+    ck_assert_int_eq(cli.last[0], '0');
+    ck_assert_int_eq(weft_dgram_send_dropped(srv.sock), 9);
+    ck_assert_int_eq(weft_dgram_send_dropped(NULL), 0);
+    finish(&srv, &cli);
+    ck_assert_int_eq(srv.errors, 0);
+}
+END_TEST
+
 /* ---- reading again after a short batch -------------------------------- */
 
 /* A ping-pong between two sockets of one loop: each answers inside
@@ -1457,6 +1499,7 @@ int main(void)
     tcase_add_test(tc,
                    refused_batch_keeps_its_place_ahead_of_later_queued_sends);
     tcase_add_test(tc, close_inside_message_stops_delivery_and_closes_once);
+    tcase_add_test(tc, batch_entries_dropped_for_want_of_queue_room_are_counted);
     tcase_add_test(
         tc, listeners_changed_inside_message_apply_from_the_next_datagram);
     tcase_add_test(tc, quiet_ping_pong_does_not_pay_an_empty_read_per_datagram);
