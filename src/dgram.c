@@ -749,6 +749,13 @@ int weft_dgram_create_socket(weft_loop *loop, const weft_dgram_options *opts,
     return err;
 }
 
+/* The port of a sockaddr_in or sockaddr_in6 (sin6_port lies where
+ * sin_port does). */
+static uint16_t *port_of(weft__sockaddr *a)
+{
+    return &((struct sockaddr_in *)&a->u.ss)->sin_port;
+}
+
 static int get_opt(int fd, int name, int *v)
 {
     socklen_t len = sizeof(*v);
@@ -785,7 +792,7 @@ int weft_dgram_open(weft_loop *loop, int fd, const weft_dgram_options *opts,
     peer.len = sizeof(peer.u.ss);
     if (getsockname(fd, &local.u.sa, &local.len) < 0)
         return weft__err(errno);
-    bool bound = ((const struct sockaddr_in *)&local.u.ss)->sin_port != 0;
+    bool bound = *port_of(&local) != 0;
     bool connected = getpeername(fd, &peer.u.sa, &peer.len) == 0;
     int fl = fcntl(fd, F_GETFL);
     int fdfl = fcntl(fd, F_GETFD);
@@ -989,13 +996,6 @@ int weft_dgram_connect(weft_dgram *s, int port, const char *address,
     return err;
 }
 
-/* The port of a sockaddr_in or sockaddr_in6 (sin6_port lies where
- * sin_port does). */
-static uint16_t *port_of(weft__sockaddr *a)
-{
-    return &((struct sockaddr_in *)&a->u.ss)->sin_port;
-}
-
 /*
  * What was sent while connected goes to that peer, even if it has not
  * left at disconnect(): the batch gathered inside this socket's 'message'
@@ -1101,35 +1101,40 @@ static void set_to(dgram_req *r, const struct addrinfo *ai)
 {
     memcpy(&r->to.u.ss, ai->ai_addr, ai->ai_addrlen);
     r->to.len = ai->ai_addrlen;
-    uint16_t port = htons((uint16_t)r->port);
-    if (ai->ai_family == AF_INET6)
-        ((struct sockaddr_in6 *)&r->to.u.ss)->sin6_port = port;
-    else
-        ((struct sockaddr_in *)&r->to.u.ss)->sin_port = port;
+    *port_of(&r->to) = htons((uint16_t)r->port);
     r->host = NULL;
 }
 
-/* Takes out of the queue every datagram waiting for `host`; returns
- * how many. */
-static size_t unqueue_host(weft_dgram *s, const char *host)
+/* The first queued datagram whose host name is not looked up yet. */
+static dgram_req *first_unresolved(const weft_dgram *s)
 {
-    size_t n = 0;
+    dgram_req *r = s->q_head;
+    while (r != NULL && r->host == NULL)
+        r = r->next;
+    return r;
+}
+
+/* The lookup of `host` failed: every datagram waiting for it leaves the
+ * queue, and the failure is reported once as 'error'. */
+static void fail_host(weft_dgram *s, int err, const char *host)
+{
+    char name[256]; /* `host` lives in a datagram freed below */
+    snprintf(name, sizeof(name), "%s", host);
     dgram_req **pp = &s->q_head, *last = NULL;
     while (*pp != NULL) {
         dgram_req *r = *pp;
-        if (r->host != NULL && strcmp(r->host, host) == 0) {
+        if (r->host != NULL && strcmp(r->host, name) == 0) {
             *pp = r->next;
             s->q_bytes -= r->len;
             s->q_count--;
             free(r);
-            n++;
             continue;
         }
         last = r;
         pp = &r->next;
     }
     s->q_tail = last;
-    return n;
+    defer_error(s, err, "getaddrinfo", name);
 }
 
 /*
@@ -1145,9 +1150,7 @@ static void send_resolved(weft__dns_req *req, struct addrinfo *res, int err,
     weft_dgram *s = ctx;
     WEFT__UNUSED(req);
     s->send_dns = NULL;
-    dgram_req *first = s->q_head;
-    while (first != NULL && first->host == NULL)
-        first = first->next;
+    dgram_req *first = first_unresolved(s);
     if (first == NULL) { /* the queue was emptied meanwhile */
         if (res)
             freeaddrinfo(res);
@@ -1155,16 +1158,12 @@ static void send_resolved(weft__dns_req *req, struct addrinfo *res, int err,
     }
     const struct addrinfo *ai = family_answer(s, res, &err);
     if (err < 0) {
-        char name[128];
-        snprintf(name, sizeof(name), "%s", first->host);
-        unqueue_host(s, name);
-        defer_error(s, err, "getaddrinfo", name);
+        fail_host(s, err, first->host);
     } else {
-        const char *host = first->host;
-        for (dgram_req *r = first->next; r != NULL; r = r->next)
+        const char *host = first->host; /* stays in `first`'s block */
+        for (dgram_req *r = first; r != NULL; r = r->next)
             if (r->host != NULL && strcmp(r->host, host) == 0)
                 set_to(r, ai);
-        set_to(first, ai);
     }
     if (res)
         freeaddrinfo(res);
@@ -1178,18 +1177,13 @@ static void send_lookup_next(weft_dgram *s)
 {
     if (s->send_dns != NULL || s->state == CLOSED)
         return;
-    dgram_req *r = s->q_head;
-    while (r != NULL && r->host == NULL)
-        r = r->next;
+    dgram_req *r = first_unresolved(s);
     if (r == NULL)
         return;
     int err = weft__dns_lookup_af(s->h.loop, r->host, r->port, s->family,
                                   false, send_resolved, s, &s->send_dns);
     if (err < 0) {
-        char name[128];
-        snprintf(name, sizeof(name), "%s", r->host);
-        unqueue_host(s, name);
-        defer_error(s, err, "getaddrinfo", name);
+        fail_host(s, err, r->host);
         send_lookup_next(s);
     }
 }
