@@ -664,6 +664,27 @@ START_TEST(send_to_a_name_that_does_not_resolve_reports_it_and_stays_open)
 }
 END_TEST
 
+START_TEST(a_long_name_that_does_not_resolve_leaves_the_queue_too)
+{
+    /* 200 characters: longer than the copy the error message was once
+     * built from, so the datagrams were compared with a cut name, stayed
+     * queued, and were looked up again and again. */
+    char name[201];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    peer cli;
+    open_peer(&cli, NULL);
+    fault_arm(FAULT_GETADDRINFO, 1, 1, EAI_NONAME);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "a", 1, 9, name), 0);
+    ck_assert(spin_until(&cli.errors, 1, 3000));
+    fault_disarm_all();
+    ck_assert_int_eq(cli.last_err, WEFT_ENOTFOUND);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 0);
+    ck_assert_int_eq(fault_calls(FAULT_GETADDRINFO), 1);
+    finish(&cli, NULL);
+}
+END_TEST
+
 START_TEST(close_while_a_send_waits_for_its_name_drops_it_cleanly)
 {
     peer cli;
@@ -1490,6 +1511,7 @@ int main(void)
                    send_to_a_host_name_looks_it_up_once_and_keeps_the_order);
     tcase_add_test(
         tc, send_to_a_name_that_does_not_resolve_reports_it_and_stays_open);
+    tcase_add_test(tc, a_long_name_that_does_not_resolve_leaves_the_queue_too);
     tcase_add_test(tc, close_while_a_send_waits_for_its_name_drops_it_cleanly);
     tcase_add_test(tc, echo_inside_message_answers_every_datagram_of_a_batch);
     tcase_add_test(
