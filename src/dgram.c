@@ -1244,10 +1244,13 @@ static int send_to(weft_dgram *s, const weft_buf *bufs, size_t n,
     }
 }
 
-/* Where a send with this port and address goes (see dest). */
+/* Where a send with this port and address goes (see dest); WEFT_ESTATE
+ * on a closed socket. */
 static int destination(weft_dgram *s, int port, const char *address,
                        dest *d)
 {
+    if (s->state == CLOSED)
+        return WEFT_ESTATE;
     d->to = NULL;
     d->host = NULL;
     d->port = port;
@@ -1272,8 +1275,6 @@ int weft_dgram_sendv(weft_dgram *s, const weft_buf *bufs, size_t n, int port,
 {
     if (s == NULL || (bufs == NULL && n > 0))
         return WEFT_EINVAL;
-    if (s->state == CLOSED)
-        return WEFT_ESTATE;
     dest d;
     int err = destination(s, port, address, &d);
     if (err < 0)
@@ -1310,8 +1311,6 @@ int weft_dgram_send_segments(weft_dgram *s, const void *data, size_t len,
         segment > UINT16_MAX || len > MAX_SEGMENTS_BYTES ||
         (len + segment - 1) / segment > MAX_SEGMENTS)
         return WEFT_EINVAL;
-    if (s->state == CLOSED)
-        return WEFT_ESTATE;
     dest d;
     int err = destination(s, port, address, &d);
     if (err < 0)

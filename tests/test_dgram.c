@@ -152,6 +152,16 @@ static bool spin_until(const int *count, int want, unsigned ms)
     return *count >= want;
 }
 
+/* Connects a plain UDP socket to the weft socket at 127.0.0.1:`port`. */
+static void connect_loopback(int fd, int port)
+{
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+}
+
 /* Closes the peers given and runs the loop to its end. */
 static void finish(peer *a, peer *b)
 {
@@ -983,11 +993,7 @@ START_TEST(datagrams_that_arrive_during_a_batch_are_read_in_the_same_turn)
     weft_address sa;
     ck_assert_int_eq(weft_dgram_address(s, &sa), 0);
     f.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(f.fd, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)sa.port)};
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    ck_assert_int_eq(connect(f.fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    connect_loopback(f.fd, sa.port);
     ck_assert_ptr_nonnull(weft_set_immediate(tu_loop, count_turn, &f));
     ck_assert_int_eq(send(f.fd, "y", 1, 0), 1);
     long long end = tu_now_ms() + 5000;
@@ -1063,10 +1069,7 @@ START_TEST(listeners_changed_inside_message_apply_from_the_next_datagram)
     weft_address a;
     ck_assert_int_eq(weft_dgram_address(srv, &a), 0);
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in to = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)a.port)};
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    connect_loopback(fd, a.port);
     for (const char *m = "123"; *m; m++)
         ck_assert_int_eq(send(fd, m, 1, 0), 1);
     long before = fault_calls(FAULT_RECVMMSG);
@@ -1266,10 +1269,7 @@ START_TEST(open_over_a_connected_socket_sends_to_its_peer)
     int port = bound_port(&srv, "127.0.0.1");
     int cport;
     int fd = udp_socket_bound(AF_INET, "127.0.0.1", &cport);
-    struct sockaddr_in to = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    connect_loopback(fd, port);
     peer cli;
     memset(&cli, 0, sizeof(cli));
     ck_assert_int_eq(
