@@ -1118,23 +1118,30 @@ static dgram_req *first_unresolved(const weft_dgram *s)
  * queue, and the failure is reported once as 'error'. */
 static void fail_host(weft_dgram *s, int err, const char *host)
 {
-    char name[256]; /* `host` lives in a datagram freed below */
-    snprintf(name, sizeof(name), "%s", host);
+    defer_error(s, err, "getaddrinfo", host);
+    /* `host` lives in one of the datagrams taken out: free them after
+     * the walk that compares with it. */
+    dgram_req *gone = NULL;
     dgram_req **pp = &s->q_head, *last = NULL;
     while (*pp != NULL) {
         dgram_req *r = *pp;
-        if (r->host != NULL && strcmp(r->host, name) == 0) {
+        if (r->host != NULL && strcmp(r->host, host) == 0) {
             *pp = r->next;
             s->q_bytes -= r->len;
             s->q_count--;
-            free(r);
+            r->next = gone;
+            gone = r;
             continue;
         }
         last = r;
         pp = &r->next;
     }
     s->q_tail = last;
-    defer_error(s, err, "getaddrinfo", name);
+    while (gone != NULL) {
+        dgram_req *next = gone->next;
+        free(gone);
+        gone = next;
+    }
 }
 
 /*
