@@ -244,6 +244,14 @@ static void fork_handlers(void)
     (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+bool weft__dns_idle(void)
+{
+    pthread_mutex_lock(&lock);
+    bool idle = weft__q_empty(&work) && threads_idle == threads_started;
+    pthread_mutex_unlock(&lock);
+    return idle;
+}
+
 /* Hands `req` to the pool; on failure it is freed (it was never seen). */
 static int submit(weft__dns_req *req)
 {

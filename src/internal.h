@@ -463,6 +463,10 @@ static inline int weft__dns_lookup(weft_loop *loop, const char *host,
 /* `fn` will not be called; the lookup's result is dropped. Loop thread. */
 void weft__dns_cancel(weft__dns_req *req);
 void weft__dns_loop_free(weft_loop *loop);
+/* True when no lookup is queued or inside getaddrinfo() on any pool
+ * thread, cancelled and orphaned ones included. Any thread; for tests,
+ * whose fd and leak checks must not count a resolver's open files. */
+bool weft__dns_idle(void);
 
 /* ---- sockets (shared by server.c and stream.c) ----------------------- */
 

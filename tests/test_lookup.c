@@ -258,7 +258,7 @@ START_TEST(cancel_queued_and_resolving_lookups_then_close_leaks_nothing)
     ck_assert_int_eq(weft_loop_close(l), 0);
     /* Let the workers finish and free what they held, so a leak would
      * show at exit rather than hide on a worker's stack. */
-    usleep(200 * 1000);
+    tu_wait_lookups_done();
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(g[i].calls, 0);
 }

@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "internal.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -38,10 +39,22 @@ void tu_setup(void)
     ck_assert_ptr_nonnull(tu_loop);
 }
 
+void tu_wait_lookups_done(void)
+{
+    /* A cancelled or orphaned lookup's getaddrinfo() runs to its end on
+     * the pool thread, with the resolver's own files open meanwhile. */
+    long long deadline = tu_now_ms() + 10000;
+    while (!weft__dns_idle()) {
+        ck_assert_msg(tu_now_ms() < deadline, "a lookup still runs after 10 s");
+        usleep(1000);
+    }
+}
+
 void tu_teardown(void)
 {
     ck_assert_int_eq(weft_loop_close(tu_loop), 0);
     tu_loop = NULL;
+    tu_wait_lookups_done();
     ck_assert_int_eq(tu_fd_count(), fds_at_start);
 }
 

@@ -18,6 +18,9 @@ extern weft_loop *tu_loop;
  * with nothing alive and that no fd leaked. */
 void tu_setup(void);
 void tu_teardown(void);
+/* Waits (up to 10 s) until no name lookup runs on weft's lookup pool,
+ * cancelled ones included; tu_teardown() does, before counting fds. */
+void tu_wait_lookups_done(void);
 
 /* Runs tu_loop to completion; fails the test if it takes over `ms`. */
 void tu_run(unsigned ms);
