@@ -5,14 +5,15 @@
  * threads). Two doors share it: weft_dns_lookup() (Node's dns.lookup
  * with {all: true}) and the internal lookups of connect and listen.
  *
- * Threads: workers take requests from one global FIFO queue, run
- * getaddrinfo and hand the result to the request's loop through its
- * `dns_done` list and the loop's wake-up (async.c). Everything a worker
- * and a loop share (the queue, each request's state and loop pointer,
- * every loop's dns_reqs/dns_done) is guarded by the one `lock` below.
+ * Threads: the pool (pool.c) takes requests from its FIFO queue, runs
+ * getaddrinfo on one of up to DNS_THREADS threads, and hands the result
+ * to the request's loop through its `dns_done` list and the loop's
+ * wake-up (async.c). Everything a worker and a loop share (the queue,
+ * each request's state and loop pointer, every loop's
+ * dns_reqs/dns_done) is guarded by the pool's lock.
  *
  *   state      where its node is     who frees it
- *   QUEUED     `work` (global)       a cancel or loop close, at once
+ *   QUEUED     the pool's queue      a cancel or loop close, at once
  *   RESOLVING  loop->dns_reqs        the worker, if its loop is gone
  *   DONE       loop->dns_done        the drain (after the callback, if
  *                                    any) or loop close
@@ -44,7 +45,7 @@
 enum { QUEUED, RESOLVING, DONE };
 
 struct weft_dns_req {
-    weft__qnode node;      /* work, then loop->dns_reqs / dns_done */
+    weft__qnode node;      /* pool queue, loop->dns_reqs, dns_done */
     weft_loop *loop;       /* NULL once the loop is gone */
     weft__dns_fn fn;       /* internal lookups; NULL once cancelled */
     weft_dns_lookup_cb cb; /* weft_dns_lookup(); NULL once cancelled */
@@ -59,12 +60,6 @@ struct weft_dns_req {
     char port[8];
     char host[];
 };
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t work_cond = PTHREAD_COND_INITIALIZER;
-static weft__qnode work = {&work, &work};
-static int threads_started;
-static int threads_idle;
 
 static int gai_to_weft(int rc)
 {
@@ -82,53 +77,51 @@ static int gai_to_weft(int rc)
     }
 }
 
-static void *worker(void *arg)
+static void req_start(weft__qnode *n)
 {
-    WEFT__UNUSED(arg);
-    pthread_mutex_lock(&lock);
-    for (;;) {
-        while (weft__q_empty(&work)) {
-            threads_idle++;
-            pthread_cond_wait(&work_cond, &lock);
-            threads_idle--;
-        }
-        weft__qnode *n = work.next;
-        weft__q_remove(n);
-        weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
-        /* Only requests of live loops are queued: loop close frees the
-         * queued ones of its loop. */
-        req->state = RESOLVING;
-        weft__q_push(&req->loop->dns_reqs, &req->node);
-        pthread_mutex_unlock(&lock);
-
-        /* SOCK_STREAM: one answer per address, not one per socket type. */
-        struct addrinfo hints = {0};
-        hints.ai_family = req->family;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICSERV | (req->passive ? AI_PASSIVE : 0);
-        struct addrinfo *res = NULL;
-        int rc = getaddrinfo(req->host, req->port, &hints, &res);
-        int err = gai_to_weft(rc);
-
-        pthread_mutex_lock(&lock);
-        weft_loop *loop = req->loop;
-        if (loop == NULL) {
-            if (res)
-                freeaddrinfo(res);
-            free(req);
-            continue;
-        }
-        req->res = res;
-        req->err = err;
-        req->state = DONE;
-        weft__q_remove(&req->node);
-        weft__q_push(&loop->dns_done, &req->node);
-        /* Under the lock: loop close detaches its requests under it too,
-         * so the loop is still there to be woken. */
-        weft__loop_wake(loop);
-    }
-    return NULL;
+    weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
+    /* Only requests of live loops are queued: loop close frees the
+     * queued ones of its loop. */
+    req->state = RESOLVING;
+    weft__q_push(&req->loop->dns_reqs, &req->node);
 }
+
+static void req_run(weft__qnode *n)
+{
+    /* Nothing else reads `res` or `err` before the request is DONE, and
+     * a resolving request is freed by its worker only. */
+    weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
+    /* SOCK_STREAM: one answer per address, not one per socket type. */
+    struct addrinfo hints = {0};
+    hints.ai_family = req->family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (req->passive ? AI_PASSIVE : 0);
+    req->res = NULL;
+    req->err =
+        gai_to_weft(getaddrinfo(req->host, req->port, &hints, &req->res));
+}
+
+static void req_finish(weft__qnode *n)
+{
+    weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
+    weft_loop *loop = req->loop;
+    if (loop == NULL) {
+        if (req->res)
+            freeaddrinfo(req->res);
+        free(req);
+        return;
+    }
+    req->state = DONE;
+    weft__q_remove(&req->node);
+    weft__q_push(&loop->dns_done, &req->node);
+    /* Under the lock: loop close detaches its requests under it too,
+     * so the loop is still there to be woken. */
+    weft__loop_wake(loop);
+}
+
+/* 256 KiB stacks: getaddrinfo needs far less than the default 8 MiB. */
+static weft__pool pool = WEFT__POOL_INIT(pool, DNS_THREADS, 256 * 1024,
+                                         req_start, req_run, req_finish);
 
 /* weft_dns_lookup()'s answer: the addrinfo list as weft_address, in the
  * resolver's order. Converted here rather than on the worker so that the
@@ -171,9 +164,9 @@ void weft__dns_drain(weft_loop *loop)
     if (loop->dns_pending == 0)
         return; /* nothing of ours in flight: leave the lock alone */
     weft__qnode done;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pool.lock);
     weft__q_take_all(&done, &loop->dns_done);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pool.lock);
     /* A callback may cancel a request still in `done`: it then finds
      * that request's callbacks cleared and frees it unseen. */
     while (!weft__q_empty(&done)) {
@@ -212,65 +205,20 @@ static weft__dns_req *req_new(weft_loop *loop, const char *host, int port,
     return req;
 }
 
-/*
- * fork(): only the forking thread exists in the child, so the pool's
- * threads are gone there while the counts still say they wait. The lock
- * is held across the fork (no worker is inside it), and the child starts
- * from an empty pool: its next lookup makes a thread again. A lookup a
- * worker was resolving at the fork never completes in the child.
- */
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-static void fork_parent(void)
-{
-    pthread_mutex_unlock(&lock);
-}
-
-static void fork_child(void)
-{
-    threads_started = 0;
-    threads_idle = 0;
-    pthread_cond_init(&work_cond, NULL); /* its waiters stayed behind */
-    pthread_mutex_unlock(&lock);
-}
-
-static void fork_handlers(void)
-{
-    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
 bool weft__dns_idle(void)
 {
-    pthread_mutex_lock(&lock);
-    bool idle = weft__q_empty(&work) && threads_idle == threads_started;
-    pthread_mutex_unlock(&lock);
-    return idle;
+    return weft__pool_idle(&pool);
 }
 
 /* Hands `req` to the pool; on failure it is freed (it was never seen). */
 static int submit(weft__dns_req *req)
 {
-    pthread_once(&fork_once, fork_handlers);
-    pthread_mutex_lock(&lock);
-    if (threads_idle == 0 && threads_started < DNS_THREADS) {
-        if (weft__thread_start(worker, NULL, 256 * 1024) == 0)
-            threads_started++;
-        if (threads_started == 0) {
-            pthread_mutex_unlock(&lock);
-            req->loop->dns_pending--;
-            free(req);
-            return WEFT_ENOMEM;
-        }
-    }
     req->state = QUEUED;
-    weft__q_push(&work, &req->node);
-    pthread_cond_signal(&work_cond);
-    pthread_mutex_unlock(&lock);
+    if (weft__pool_submit(&pool, &req->node) < 0) {
+        req->loop->dns_pending--;
+        free(req);
+        return WEFT_ENOMEM;
+    }
     return 0;
 }
 
@@ -329,11 +277,11 @@ int weft_dns_lookup(weft_loop *loop, const char *host, int family,
         weft__address_from(&sa.u.sa, sa.len, &req->lit);
         memcpy(req->lit.address, host, strlen(host) + 1);
         req->literal = true;
-        pthread_mutex_lock(&lock);
+        pthread_mutex_lock(&pool.lock);
         req->state = DONE;
         weft__q_push(&loop->dns_done, &req->node);
         weft__loop_wake(loop);
-        pthread_mutex_unlock(&lock);
+        pthread_mutex_unlock(&pool.lock);
     } else {
         int err = submit(req);
         if (err < 0)
@@ -356,14 +304,14 @@ void weft_dns_cancel(weft_dns_req *req)
     req->fn = NULL;
     /* Not started yet: nothing will ever look at it again. Resolving or
      * done: the worker or the drain frees it, unseen. */
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pool.lock);
     if (req->state == QUEUED) {
-        weft__q_remove(&req->node);
+        weft__pool_unqueue_locked(&pool, &req->node);
         if (req->loop != NULL)
             req->loop->dns_pending--;
         free(req);
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pool.lock);
 }
 
 void weft__dns_cancel(weft__dns_req *req)
@@ -373,15 +321,15 @@ void weft__dns_cancel(weft__dns_req *req)
 
 void weft__dns_loop_free(weft_loop *loop)
 {
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&pool.lock);
     /* Queued: dropped. Resolving: orphaned, the worker frees them. Done:
      * ours to free. No callback runs. */
     weft__qnode *n, *next;
-    for (n = work.next; n != &work; n = next) {
+    for (n = pool.queue.next; n != &pool.queue; n = next) {
         next = n->next;
         weft__dns_req *req = WEFT__CONTAINER_OF(n, weft__dns_req, node);
         if (req->loop == loop) {
-            weft__q_remove(n);
+            weft__pool_unqueue_locked(&pool, n);
             free(req);
         }
     }
@@ -398,5 +346,5 @@ void weft__dns_loop_free(weft_loop *loop)
             freeaddrinfo(req->res);
         free(req);
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&pool.lock);
 }

@@ -421,6 +421,51 @@ void weft__loop_wake(weft_loop *loop);
  */
 int weft__thread_start(void *(*fn)(void *), void *arg, size_t stack_size);
 
+/* ---- thread pools (pool.c) ------------------------------------------- */
+
+/*
+ * The threads and FIFO queue under the lookup pool (dns.c) and the work
+ * pool (work.c). A job is a queue node in the owner's request; the pool
+ * calls `start` (lock held) when a thread takes it, `run` (no lock) for
+ * the blocking part, and `finish` (lock held) after. `lock` also guards
+ * what the owner's jobs share with the loops. Define one with
+ * WEFT__POOL_INIT.
+ */
+typedef struct weft__pool weft__pool;
+struct weft__pool {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    weft__qnode queue;
+    size_t queued;
+    unsigned max_threads;
+    unsigned alive; /* threads that exist */
+    unsigned idle;  /* of those, the ones not running a job */
+    size_t stack_size;
+    void (*start)(weft__qnode *n);
+    void (*run)(weft__qnode *n);
+    void (*finish)(weft__qnode *n);
+    atomic_bool known; /* on the fork handlers' list */
+    weft__pool *next_pool;
+};
+#define WEFT__POOL_INIT(pool, threads, stack, start_fn, run_fn, finish_fn)     \
+    {                                                                          \
+        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER,   \
+        .queue = {&(pool).queue, &(pool).queue}, .max_threads = (threads),     \
+        .stack_size = (stack), .start = (start_fn), .run = (run_fn),           \
+        .finish = (finish_fn)                                                  \
+    }
+
+/* Lock not held. Queues `n` and makes a thread if none is coming for
+ * it; WEFT_EAGAIN (n not queued) when the pool has no thread and can
+ * make none. The first submit puts the pool under the fork handlers. */
+int weft__pool_submit(weft__pool *p, weft__qnode *n);
+/* Lock held: a job still queued leaves the queue (cancel, loop close). */
+void weft__pool_unqueue_locked(weft__pool *p, weft__qnode *n);
+/* The most threads the pool may have; the extra ones end between jobs. */
+void weft__pool_resize(weft__pool *p, unsigned max_threads);
+/* No job queued or running, cancelled and orphaned ones included. */
+bool weft__pool_idle(weft__pool *p);
+
 /* What the wake-up drains, each on the loop thread. */
 void weft__dns_drain(weft_loop *loop);
 void weft__work_drain(weft_loop *loop);
