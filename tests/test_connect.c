@@ -619,7 +619,7 @@ static void destroy_on_connect(weft_stream *s, void *ctx)
  * two listeners passed as systemd passes them, taken by name and index. */
 static int activation_child(void)
 {
-    int p1, p2;
+    int p1 = 0, p2 = 0; /* set by tcp_listener() unless it fails */
     int l1 = tcp_listener(&p1), l2 = tcp_listener(&p2);
     if (l1 < 0 || l2 < 0 || dup2(l1, 3) < 0 || dup2(l2, 4) < 0)
         return 10;
