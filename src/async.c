@@ -27,8 +27,12 @@
 #include <unistd.h>
 
 /* Loops spread over this many lists; loops of one process rarely share
- * one, so producers for different loops do not contend. */
-#define STRIPES 64
+ * one, so producers for different loops do not contend. Every stripe's
+ * lock is held across fork(), with the pools' (pool.c): ThreadSanitizer
+ * tracks at most 64 locks held by one thread and aborts past that, so
+ * 64 stripes made any program run under TSan abort at its first fork
+ * once it had used a pool. */
+#define STRIPES 32
 
 typedef struct stripe {
     pthread_mutex_t lock;

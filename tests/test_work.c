@@ -587,14 +587,17 @@ static int use_pools(weft_loop *loop)
 
 START_TEST(a_forked_child_gets_working_pools)
 {
-#ifdef WORK_TSAN
-    /* ThreadSanitizer kills a child that starts threads after a
-     * multi-threaded fork (die_after_fork); the ASan run covers it. */
-    return;
-#endif
     ck_assert_int_eq(use_pools(tu_loop), 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
+#ifdef WORK_TSAN
+    /* ThreadSanitizer kills a child that starts threads after a
+     * multi-threaded fork (die_after_fork), so here the child only
+     * exits: the fork itself, with every fork handler's locks held at
+     * once, is what TSan checks (the ASan run covers the child). */
+    if (pid == 0)
+        _exit(0);
+#endif
     if (pid == 0) {
         /* The parent's pool threads do not exist here: without the fork
          * handlers both requests would wait for them forever. */
