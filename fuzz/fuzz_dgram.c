@@ -5,27 +5,46 @@
  * its states, driven by a program of peer actions and API calls.
  *
  * The input's first byte picks the socket's options (max_message 1, 3,
- * 7, 100, 1199, 1200, 1500 or 65536; gro on or off; max_queue 64, 3000 or
- * the default) and how it gets its address: bind to 127.0.0.1 port 0,
+ * 7, 100, 1199, 1200, 1500 or 65536: bits 0-2; gro on or off: bit 3;
+ * max_queue the default, the default, 64 or 3000: bits 4-5) and how it
+ * gets its address (bits 6-7): bind to 127.0.0.1 port 0,
  * weft_dgram_open() over a socket already bound there, connect() to the
- * peer (an implicit bind), or bind to the name "localhost". The rest is a
- * sequence of one-byte opcodes with their arguments. The harness plays
- * the peer on a plain UDP socket on 127.0.0.1, with plain syscalls:
- * bursts of up to 8 datagrams of 0 to 65,507 bytes, empty ones, GSO
- * trains (UDP_SEGMENT, up to 64 segments) that a socket with gro reads as
- * one buffer. Every datagram is generated (its first bytes its sequence
- * number, the rest a function of number and offset), so any byte can be
- * checked. The API side sends, sendv's, send_segments and replies to the
- * peer (by address, to the default loopback, by the name "localhost", or
- * connected), connects to the peer (by address, name or default) and to
- * a port where nobody listens (ICMP port unreachable: 'error'
- * ECONNREFUSED on a later read, or a send's return), disconnects, refs,
- * unrefs, closes; inside 'message', for the next few messages, it
- * replies, sends, sends segments, has the peer send more (read again in
- * the same turn), connects or disconnects, and closes. The kernel's
- * refusals of the socket's sendmsg/sendmmsg (EAGAIN, ENOBUFS, or a
- * sendmmsg that takes only the first few) are injected on demand, so the
- * send queue, its flush on writability and 'drain' are reached.
+ * peer (an implicit bind), or bind to the name "localhost".
+ *
+ * IPv6: a first byte whose bits 4-5 are 01 (a second spelling of the
+ * default queue, which no udp4 input needs) runs the input over IPv6,
+ * and the second byte is then the options byte, read as above, but with
+ * its bits 4-5 at 01 setting ipv6_only (the queue still the default).
+ * Inputs whose first byte has bits 4-5 at 00, 10 or 11 run over IPv4
+ * exactly as before. Over IPv6 the socket is udp6 and the peer a plain
+ * AF_INET6 socket on ::1; the loopback is "::1" (rinfo family 6,
+ * sockaddr_in6), the largest datagram 65,527 bytes (not 65,507: no IPv4
+ * header; past 65,488 it travels as two fragments over lo), the port
+ * where nobody listens answers with ICMPv6. Names stay IPv4's: here
+ * "localhost" is 127.0.0.1 only (/etc/hosts has no ::1 line and no
+ * "ip6-localhost"), so a udp6 lookup of it finds nothing. Over IPv6,
+ * what IPv4 sends or connects to "by name" goes to the literal
+ * "0:0:0:0:0:0:0:1" instead (sent at once, as any literal), and the
+ * fourth way to bind binds "::" (any; the address stays "::").
+ *
+ * The rest is a sequence of one-byte opcodes with their arguments. The
+ * harness plays the peer on a plain UDP socket on loopback, with plain
+ * syscalls: bursts of up to 8 datagrams of 0 to the largest size, empty
+ * ones, GSO trains (UDP_SEGMENT, up to 64 segments) that a socket with
+ * gro reads as one buffer. Every datagram is generated (its first bytes
+ * its sequence number, the rest a function of number and offset), so
+ * any byte can be checked. The API side sends, sendv's, send_segments
+ * and replies to the peer (by address, to the default loopback, by the
+ * name "localhost", or connected), connects to the peer (by address,
+ * name or default) and to a port where nobody listens (port unreachable:
+ * 'error' ECONNREFUSED on a later read, or a send's return),
+ * disconnects, refs, unrefs, closes; inside 'message', for the next few
+ * messages, it replies, sends, sends segments, has the peer send more
+ * (read again in the same turn), connects or disconnects, and closes.
+ * The kernel's refusals of the socket's sendmsg/sendmmsg (EAGAIN,
+ * ENOBUFS, or a sendmmsg that takes only the first few) are injected on
+ * demand, so the send queue, its flush on writability and 'drain' are
+ * reached.
  *
  * After each action the loop turns without waiting and the peer reads
  * what came, until all that should have arrived has (a bounded wait:
@@ -39,9 +58,11 @@
  *     lost or repeated while the socket is open and not connected
  *     elsewhere: len == min(size, max_message), truncated == (size >
  *     max_message), rinfo size the size sent, the bytes those sent,
- *     data[len] == '\0', rinfo family 4, port the peer's, address
- *     "127.0.0.1"; after close() nothing but 'close';
- *   - the peer receives, from the socket's port, exactly what weft's
+ *     data[len] == '\0', rinfo family 4 (6), port the peer's, sockaddr
+ *     the peer's sockaddr_in (sockaddr_in6, with its length), address
+ *     "127.0.0.1" ("::1"); after close() nothing but 'close';
+ *   - the peer receives, from the socket's port on loopback (address
+ *     length and bytes as the family's), exactly what weft's
  *     sends accepted (1 or 0), in order, also what was sent while
  *     connected and had not left at disconnect(): a datagram may be
  *     missing only after a send returned an error (send_segments may have
@@ -55,7 +76,8 @@
  *     connection state says, WEFT_ESTATE (and the rest) after close();
  *   - 'error' only ECONNREFUSED, and no more of them than datagrams
  *     sent to the closed port; never unhandled; 'listening' once and
- *     first; 'connect' once per connect() that took effect; 'drain' only
+ *     first; 'connect' once per connect() that took effect (then the
+ *     remote address is loopback, at the port connected to); 'drain' only
  *     with an empty queue; 'close' exactly once, last, also to close()'s
  *     callback;
  *   - disconnect() keeps the socket's port (weft_dgram_address());
@@ -166,12 +188,17 @@ typedef struct fifo {
     size_t bytes; /* in flight, as mem() counts them */
 } fifo;
 
+/* Over IPv6, a datagram past this size does not fit the loopback MTU
+ * (65,536 bytes with its 48 bytes of headers) and arrives as two
+ * fragments, one skb more; set per input (never, over IPv4). */
+static size_t frag_above = SIZE_MAX;
+
 /* What a datagram may cost a receive buffer (its skb's truesize),
  * overestimated: a 64 KB one takes a 128 KB allocation. The harness keeps
  * the sum in flight under the buffer, so the kernel never drops one. */
 static size_t mem(size_t len)
 {
-    return 2 * len + 2048;
+    return 2 * len + 2048 + (len > frag_above ? 4096 : 0);
 }
 
 static void push(fifo *f, int gen, uint32_t seq, size_t len, bool maybe)
@@ -216,8 +243,14 @@ enum {
 typedef struct state {
     weft_loop *loop;
     weft_dgram *w;
+    int family;       /* 4 or 6 */
+    const char *lo;   /* the family's loopback: "127.0.0.1" or "::1" */
+    const char *name; /* what a send or connect "by name" gives */
+    size_t max_udp;   /* the largest UDP payload: 65,507 or 65,527 */
+    int closed_port;  /* the family's (make_closed_ports()) */
     int peer, peer_port, w_port;
-    struct sockaddr_in peer_addr, w_addr;
+    struct sockaddr_storage peer_addr, w_addr; /* both on loopback */
+    socklen_t addr_len; /* sizeof(struct sockaddr_in) or _in6 */
     size_t max_message;
     bool small_queue;
     int w_rcvbuf;
@@ -250,26 +283,59 @@ static void refused_datagrams(unsigned n)
         st.skip_allow += n;
 }
 
-/* The port where nothing listens: a socket holds it (so no other
- * program takes it) but is connected elsewhere, so the kernel finds no
- * socket for datagrams sent to it and answers port unreachable. */
-static int closed_port;
-
-static void make_closed_port(void)
+/* The loopback address of `family` (4 or 6) with `port`, as the kernel
+ * writes it; returns its length. */
+static socklen_t loopback(int family, int port, struct sockaddr_storage *out)
 {
-    if (closed_port != 0)
-        return;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memset(out, 0, sizeof(*out));
+    if (family == 6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)out;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        a->sin6_addr = in6addr_loopback;
+        return sizeof(*a);
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)out;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof(*a);
+}
+
+/* The port of a sockaddr_in or sockaddr_in6 (sin6_port lies where
+ * sin_port does). */
+static int port_of(const struct sockaddr_storage *a)
+{
+    return ntohs(((const struct sockaddr_in *)a)->sin_port);
+}
+
+/* The ports where nothing listens, one per family: a socket holds each
+ * (so no other program takes it) but is connected elsewhere, so the
+ * kernel finds no socket for datagrams sent to it and answers port
+ * unreachable (ICMP, ICMPv6). */
+static int closed_port4, closed_port6;
+
+static int make_closed_port(int family)
+{
+    int fd =
+        socket(family == 6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    socklen_t len = sizeof(a);
+    struct sockaddr_storage a;
+    socklen_t len = loopback(family, 0, &a);
+    CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
     CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    closed_port = ntohs(a.sin_port);
-    a.sin_port = htons(9); /* discard: nothing comes from there */
-    CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-    /* kept open for the life of the process */
+    int port = port_of(&a);
+    loopback(family, 9, &a); /* discard: nothing comes from there */
+    CHECK(connect(fd, (struct sockaddr *)&a, len) == 0);
+    return port; /* the socket is kept open for the life of the process */
+}
+
+static void make_closed_ports(void)
+{
+    if (closed_port4 != 0)
+        return;
+    closed_port4 = make_closed_port(4);
+    closed_port6 = make_closed_port(6);
 }
 
 static uint64_t now_ms(void)
@@ -293,12 +359,14 @@ static void sync_conn(state *x)
 
 static uint8_t big[65536 + 64];
 
-/* Datagram sizes: mostly up to ~2.9 KB, with the edges that matter. */
-static size_t dg_size(uint8_t b)
+/* Datagram sizes: mostly up to ~2.9 KB, with the edges that matter, the
+ * last the largest the family's UDP carries. */
+static size_t dg_size(const state *x, uint8_t b)
 {
-    static const size_t edge[16] = {0,    1,    2,    3,    4,    5,
-                                    99,   100,  1199, 1200, 1201, 1499,
-                                    1500, 1501, 9000, 65507};
+    static const size_t edge[15] = {
+        0, 1, 2, 3, 4, 5, 99, 100, 1199, 1200, 1201, 1499, 1500, 1501, 9000};
+    if (b == 255)
+        return x->max_udp;
     if (b >= 240)
         return edge[b - 240];
     return (size_t)b * 12 + b % 11;
@@ -330,7 +398,7 @@ static call destination(state *x, enum form form)
     if (x->conn != C_NONE) {
         if (form == F_WRONG) {
             c.port = x->peer_port;
-            c.address = "127.0.0.1";
+            c.address = x->lo;
             c.bad = WEFT_EISCONN;
         }
         return c;
@@ -338,13 +406,13 @@ static call destination(state *x, enum form form)
     c.port = x->peer_port;
     switch (form) {
     case F_LITERAL:
-        c.address = "127.0.0.1";
+        c.address = x->lo;
         break;
     case F_DEFAULT:
         break;
-    case F_NAME:
-        c.address = "localhost";
-        c.queues = true;
+    case F_NAME: /* over IPv6 a literal (see the top): sent at once */
+        c.address = x->name;
+        c.queues = x->family == 4;
         break;
     case F_WRONG: /* no port, or an empty name */
         if (x->weft_seq & 1)
@@ -497,10 +565,10 @@ static void weft_reply(state *x, size_t len)
     if (!peer_room(x, mem(len)))
         return;
     call c = reply_call(x);
-    weft_dgram_rinfo ri = {.family = 4,
+    weft_dgram_rinfo ri = {.family = x->family,
                            .port = x->peer_port,
                            .sockaddr = &x->peer_addr,
-                           .sockaddr_len = sizeof(x->peer_addr)};
+                           .sockaddr_len = x->addr_len};
     uint32_t seq = x->weft_seq++;
     dg_fill(big, GEN_WEFT, seq, len);
     int r = weft_dgram_reply(x->w, &ri, big, len);
@@ -524,7 +592,7 @@ static void peer_read(state *x)
 {
     static uint8_t buf[65536 + 1];
     for (;;) {
-        struct sockaddr_in from;
+        struct sockaddr_storage from;
         socklen_t flen = sizeof(from);
         ssize_t r = recvfrom(x->peer, buf, sizeof(buf), MSG_DONTWAIT,
                              (struct sockaddr *)&from, &flen);
@@ -532,8 +600,9 @@ static void peer_read(state *x)
             CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
             return;
         }
-        CHECK(from.sin_port == x->w_addr.sin_port &&
-              from.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+        /* from the socket's port on loopback (the address the socket is
+         * bound to: to "::" or any, the kernel picks loopback) */
+        CHECK(flen == x->addr_len && memcmp(&from, &x->w_addr, flen) == 0);
         for (;;) {
             CHECK(x->to_peer.n > 0); /* nothing came that was not sent */
             expect e = pop(&x->to_peer);
@@ -583,7 +652,7 @@ static void peer_send(state *x, size_t len)
     uint32_t seq = x->peer_seq++;
     dg_fill(big, GEN_PEER, seq, len);
     ssize_t r = sendto(x->peer, big, len, MSG_DONTWAIT,
-                       (struct sockaddr *)&x->w_addr, sizeof(x->w_addr));
+                       (struct sockaddr *)&x->w_addr, x->addr_len);
     CHECK(r == (ssize_t)len);
     if (reaches(x))
         push(&x->to_weft, GEN_PEER, seq, len, false);
@@ -615,7 +684,7 @@ static void peer_train(state *x, size_t seg, size_t count, size_t short_by)
     memset(&ctl, 0, sizeof(ctl));
     struct iovec iov = {big, len};
     struct msghdr m = {.msg_name = &x->w_addr,
-                       .msg_namelen = sizeof(x->w_addr),
+                       .msg_namelen = x->addr_len,
                        .msg_iov = &iov,
                        .msg_iovlen = 1,
                        .msg_control = ctl.buf,
@@ -636,15 +705,16 @@ static void peer_train(state *x, size_t seg, size_t count, size_t short_by)
 /* ---- connection and close --------------------------------------------- */
 
 /* connect() to the closed port, or to the peer: by address, by the name
- * "localhost" (`how` 1), or by the family's default, loopback (2). */
+ * "localhost" (`how` 1; over IPv6 the long literal, see the top), or by
+ * the family's default, loopback (2). */
 static void weft_connect(state *x, bool closed, unsigned how)
 {
     sync_conn(x);
-    bool by_name = !closed && how == 1;
-    int port = closed ? closed_port : x->peer_port;
-    const char *address = "127.0.0.1";
-    if (by_name)
-        address = "localhost";
+    bool by_name = !closed && how == 1 && x->family == 4;
+    int port = closed ? x->closed_port : x->peer_port;
+    const char *address = x->lo;
+    if (!closed && how == 1)
+        address = x->name;
     else if (!closed && how == 2)
         address = NULL;
     int r = weft_dgram_connect(x->w, port, address, NULL, NULL);
@@ -691,10 +761,10 @@ static void after_close(state *x)
     weft_address a;
     uint8_t b[1] = {0};
     weft_buf v = {b, 1};
-    weft_dgram_rinfo ri = {.family = 4,
+    weft_dgram_rinfo ri = {.family = x->family,
                            .port = x->peer_port,
                            .sockaddr = &x->peer_addr,
-                           .sockaddr_len = sizeof(x->peer_addr)};
+                           .sockaddr_len = x->addr_len};
     CHECK(weft_dgram_send(w, b, 1, x->peer_port, NULL) == WEFT_ESTATE);
     CHECK(weft_dgram_send(w, b, 1, 0, NULL) == WEFT_ESTATE);
     CHECK(weft_dgram_sendv(w, &v, 1, x->peer_port, NULL) == WEFT_ESTATE);
@@ -702,7 +772,7 @@ static void after_close(state *x)
           WEFT_ESTATE);
     CHECK(weft_dgram_reply(w, &ri, b, 1) == WEFT_ESTATE);
     CHECK(weft_dgram_connect(w, x->peer_port, NULL, NULL, NULL) == WEFT_ESTATE);
-    CHECK(weft_dgram_bind(w, 0, "127.0.0.1", NULL, NULL) == WEFT_ESTATE);
+    CHECK(weft_dgram_bind(w, 0, x->lo, NULL, NULL) == WEFT_ESTATE);
     CHECK(weft_dgram_disconnect(w) == WEFT_ENOTCONN);
     CHECK(weft_dgram_close(w, NULL, NULL) == WEFT_ENOTRUNNING);
     CHECK(weft_dgram_address(w, &a) == WEFT_ENOTRUNNING);
@@ -761,7 +831,8 @@ static void on_connect(weft_dgram *s, void *ctx)
     CHECK(x->conn == C_PEER || x->conn == C_CLOSED);
     weft_address a;
     CHECK(weft_dgram_remote_address(s, &a) == 0);
-    CHECK(a.port == (x->conn == C_PEER ? x->peer_port : closed_port));
+    CHECK(a.port == (x->conn == C_PEER ? x->peer_port : x->closed_port));
+    CHECK(a.family == x->family && strcmp(a.address, x->lo) == 0);
 }
 
 static void on_drain(weft_dgram *s, void *ctx)
@@ -802,9 +873,10 @@ static void on_message(weft_dgram *s, const char *d, size_t len,
 {
     state *x = ctx;
     CHECK(s == x->w && x->listening && !x->close_called && !x->closed);
-    CHECK(ri->family == 4 && ri->port == x->peer_port);
-    CHECK(ri->sockaddr_len == sizeof(struct sockaddr_in));
-    CHECK(strcmp(weft_dgram_rinfo_address(ri), "127.0.0.1") == 0);
+    CHECK(ri->family == x->family && ri->port == x->peer_port);
+    CHECK(ri->sockaddr_len == x->addr_len &&
+          memcmp(ri->sockaddr, &x->peer_addr, x->addr_len) == 0);
+    CHECK(strcmp(weft_dgram_rinfo_address(ri), x->lo) == 0);
     CHECK(d[len] == '\0');
     /* the next datagram the peer sent, none lost, none repeated */
     CHECK(x->to_weft.n > 0);
@@ -827,14 +899,14 @@ static void on_message(weft_dgram *s, const char *d, size_t len,
     }
     if (what & IN_SEND)
         for (unsigned i = 0; i <= (arg & 3); i++)
-            weft_send(x, dg_size((uint8_t)(arg * 37 + i * 101)),
+            weft_send(x, dg_size(x, (uint8_t)(arg * 37 + i * 101)),
                       (enum form)((arg >> 2) & 3));
     if (what & IN_SEGMENTS)
         weft_segments(x, 1 + (arg & 0x3f) * 23, 1 + ((arg >> 4) & 7), arg % 7,
                       (enum form)((arg >> 6) & 1));
     if (what & IN_PEER)
         for (unsigned i = 0; i <= (arg >> 7); i++)
-            peer_send(x, dg_size((uint8_t)(arg + 13 * i)));
+            peer_send(x, dg_size(x, (uint8_t)(arg + 13 * i)));
     if (what & IN_TOGGLE) {
         sync_conn(x);
         if (x->conn == C_NONE)
@@ -893,18 +965,23 @@ static void turn(state *x, bool wait)
 }
 
 /* The socket under test, every event listened for, bound in one of four
- * ways: to 127.0.0.1 port 0; adopted already bound (weft_dgram_open());
+ * ways: to loopback port 0; adopted already bound (weft_dgram_open());
  * bound implicitly to any address by connect() to the peer; bound to the
- * name "localhost" (looked up off the loop). Returns once it listens. */
+ * name "localhost" (looked up off the loop), over IPv6 to "::" (see the
+ * top). Returns once it listens. */
 static void open_socket(state *x, const weft_dgram_options *opts, int how)
 {
     int fd = -1;
     if (how == 1) {
-        fd = socket(AF_INET, SOCK_DGRAM, 0);
+        fd = socket(x->family == 6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
         CHECK(fd >= 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+        int on = 1; /* ipv6_only as its maker would have set it */
+        if (opts->ipv6_only)
+            CHECK(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) ==
+                  0);
+        struct sockaddr_storage a;
+        socklen_t len = loopback(x->family, 0, &a);
+        CHECK(bind(fd, (struct sockaddr *)&a, len) == 0);
         CHECK(weft_dgram_open(x->loop, fd, opts, on_message, x, &x->w) == 0);
     } else {
         CHECK(weft_dgram_create_socket(x->loop, opts, on_message, x, &x->w) ==
@@ -918,7 +995,7 @@ static void open_socket(state *x, const weft_dgram_options *opts, int how)
     weft_address a;
     switch (how) {
     case 0:
-        CHECK(weft_dgram_bind(x->w, 0, "127.0.0.1", on_listening_cb, x) == 0);
+        CHECK(weft_dgram_bind(x->w, 0, x->lo, on_listening_cb, x) == 0);
         break;
     case 1:
         CHECK(weft_dgram_fileno(x->w) == fd);
@@ -931,6 +1008,12 @@ static void open_socket(state *x, const weft_dgram_options *opts, int how)
         x->listen_cb = true;
         break;
     case 3:
+        if (x->family == 6) { /* any address, a literal: bound at once */
+            CHECK(weft_dgram_bind(x->w, 0, "::", on_listening_cb, x) == 0);
+            CHECK(weft_dgram_address(x->w, &a) == 0 && a.family == 6);
+            CHECK(strcmp(a.address, "::") == 0);
+            break;
+        }
         CHECK(weft_dgram_bind(x->w, 0, "localhost", on_listening_cb, x) == 0);
         CHECK(weft_dgram_address(x->w, &a) == WEFT_ENOTRUNNING);
         CHECK(weft_dgram_bind(x->w, 0, NULL, NULL, NULL) == WEFT_ESTATE);
@@ -943,9 +1026,13 @@ static void open_socket(state *x, const weft_dgram_options *opts, int how)
 static const size_t max_messages[8] = {0, 1, 3, 7, 100, 1199, 1200, 1500};
 static const size_t max_queues[4] = {0, 0, 64, 3000};
 
+/* The first byte's bits 4-5 at 01 (for udp4 the default queue, as 00)
+ * choose IPv6; the options are then the next byte's. */
+#define OPT_UDP6 1
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    make_closed_port();
+    make_closed_ports();
     int fds_at_start = fd_count();
     weft_set_unhandled_error_handler(unhandled_is_a_bug, NULL);
     state *x = &st;
@@ -953,8 +1040,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     x->loop = weft_loop_new();
     CHECK(x->loop != NULL);
 
-    uint8_t o = size > 0 ? data[0] : 0;
-    weft_dgram_options opts = {.max_message = max_messages[o & 7],
+    size_t i = 0;
+#define ARG() (i < size ? data[i++] : 0)
+    uint8_t o = ARG();
+    bool udp6 = ((o >> 4) & 3) == OPT_UDP6;
+    if (udp6)
+        o = ARG();
+    x->family = udp6 ? 6 : 4;
+    x->lo = udp6 ? "::1" : "127.0.0.1";
+    x->name = udp6 ? "0:0:0:0:0:0:0:1" : "localhost";
+    /* 65,535 less the UDP header and, over IPv4, the IP header (IPv6's
+     * payload length leaves its header out) */
+    x->max_udp = udp6 ? 65527 : 65507;
+    frag_above = udp6 ? 65536 - 40 - 8 : SIZE_MAX;
+    x->closed_port = udp6 ? closed_port6 : closed_port4;
+    weft_dgram_options opts = {.family = udp6 ? 6 : 0,
+                               .ipv6_only = udp6 && ((o >> 4) & 3) == OPT_UDP6,
+                               .max_message = max_messages[o & 7],
                                .gro = (o & 8) != 0,
                                .max_queue = max_queues[(o >> 4) & 3],
                                .recv_buffer_size = 1 << 20};
@@ -962,38 +1064,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     x->small_queue = opts.max_queue != 0;
 
     /* the peer */
-    x->peer = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    x->peer = socket(udp6 ? AF_INET6 : AF_INET,
+                     SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     CHECK(x->peer >= 0);
     int rcv = 1 << 20;
     CHECK(setsockopt(x->peer, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)) == 0);
     socklen_t rlen = sizeof(rcv);
     CHECK(getsockopt(x->peer, SOL_SOCKET, SO_RCVBUF, &rcv, &rlen) == 0);
     x->peer_room = (size_t)rcv / 4 * 3; /* what the kernel granted */
-    x->peer_addr = (struct sockaddr_in){
-        .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    CHECK(bind(x->peer, (struct sockaddr *)&x->peer_addr,
-               sizeof(x->peer_addr)) == 0);
-    socklen_t alen = sizeof(x->peer_addr);
+    x->addr_len = loopback(x->family, 0, &x->peer_addr);
+    CHECK(bind(x->peer, (struct sockaddr *)&x->peer_addr, x->addr_len) == 0);
+    socklen_t alen = x->addr_len;
     CHECK(getsockname(x->peer, (struct sockaddr *)&x->peer_addr, &alen) == 0);
-    x->peer_port = ntohs(x->peer_addr.sin_port);
+    CHECK(alen == x->addr_len);
+    x->peer_port = port_of(&x->peer_addr);
 
     open_socket(x, &opts, o >> 6);
     /* its port, once it has one; the kernel's grant of its buffer */
     weft_address wa;
-    CHECK(weft_dgram_address(x->w, &wa) == 0);
-    CHECK(strcmp(wa.address, "127.0.0.1") == 0); /* connect() narrows any */
+    CHECK(weft_dgram_address(x->w, &wa) == 0 && wa.family == x->family);
+    /* connect() narrows any to loopback; over IPv6, `how` 3 binds any */
+    CHECK(strcmp(wa.address, udp6 && o >> 6 == 3 ? "::" : x->lo) == 0);
     x->w_port = wa.port;
-    x->w_addr = (struct sockaddr_in){.sin_family = AF_INET,
-                                     .sin_port = htons((uint16_t)wa.port),
-                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    loopback(x->family, wa.port, &x->w_addr);
     x->w_rcvbuf = weft_dgram_recv_buffer_size(x->w);
     CHECK(x->w_rcvbuf > 0);
     x->w_room = (size_t)x->w_rcvbuf / 4 * 3;
     atomic_store(&inj.fd, weft_dgram_fileno(x->w));
     atomic_store(&inj.left, 0);
 
-    size_t i = size > 0 ? 1 : 0;
-#define ARG() (i < size ? data[i++] : 0)
     while (i < size && !x->closed) {
         uint8_t op = data[i++];
         bool quiet = x->quiet;
@@ -1003,7 +1102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 1: { /* the peer: a burst of 1..8 datagrams */
             unsigned n = 1 + ARG() % 8;
             for (unsigned k = 0; k < n; k++)
-                peer_send(x, dg_size(ARG()));
+                peer_send(x, dg_size(x, ARG()));
             break;
         }
         case 2:
@@ -1020,12 +1119,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 5: { /* weft: up to 4 datagrams */
             unsigned a = ARG();
             for (unsigned k = 0; k <= (a & 3); k++)
-                weft_send(x, dg_size(ARG()), (enum form)((a >> 2) & 3));
+                weft_send(x, dg_size(x, ARG()), (enum form)((a >> 2) & 3));
             break;
         }
         case 6: {
             unsigned a = ARG();
-            weft_sendv(x, dg_size(ARG()), a, (enum form)((a >> 5) & 3));
+            weft_sendv(x, dg_size(x, ARG()), a, (enum form)((a >> 5) & 3));
             break;
         }
         case 7: {
@@ -1036,7 +1135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 8:
-            weft_reply(x, dg_size(ARG()));
+            weft_reply(x, dg_size(x, ARG()));
             break;
         case 9:
             weft_connect(x, false, ARG() % 3);
@@ -1048,7 +1147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             unsigned a = ARG();
             weft_connect(x, true, 0);
             for (unsigned k = 0; k < (a & 3); k++)
-                weft_send(x, dg_size((uint8_t)(a + k)), F_DEFAULT);
+                weft_send(x, dg_size(x, (uint8_t)(a + k)), F_DEFAULT);
             break;
         }
         case 12:
