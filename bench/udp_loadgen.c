@@ -1,8 +1,8 @@
 /*
  * bench/udp_loadgen.c - the load for the UDP benchmark, and its figures.
  *
- *   udp_loadgen echo PORT SERVER_PID COUNTFILE SECONDS WARMUP [CLIENTS INFLIGHT]
- *       CLIENTS connected sockets (default 16), each keeping INFLIGHT
+ *   udp_loadgen echo PORT SERVER_PID COUNTFILE SECONDS WARMUP [CLIENTS
+ * INFLIGHT] CLIENTS connected sockets (default 16), each keeping INFLIGHT
  *       (default 4) 64-byte datagrams in flight: a reply is answered at
  *       once by the next datagram (recvmmsg / sendmmsg per socket); a
  *       client that heard nothing for 20 ms sends its window again, so a
@@ -11,6 +11,11 @@
  *       one socket sending 1,200-byte datagrams as fast as sendmmsg of 64
  *       goes. Rate: datagrams the server counted per second (SIGUSR2 at
  *       both ends of the window makes it write its count to COUNTFILE).
+ *   udp_loadgen gso PORT SERVER_PID COUNTFILE SECONDS WARMUP
+ *       the same 1,200-byte datagrams sent as a QUIC sender does: UDP GSO
+ *       (UDP_SEGMENT 1,200), 32 datagrams per send, 8 sends per sendmmsg.
+ *       A receiver with UDP GRO gets each train as one buffer; one
+ *       without gets 32 datagrams. Rate: datagrams counted, as above.
  *
  * Prints one line: rate=<dgrams/s> server_us=<server CPU us per datagram>
  * server_cpu=<% of a core> client_cpu=<%>. The server's CPU is utime +
@@ -20,6 +25,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,6 +39,8 @@
 #include <unistd.h>
 
 #define BATCH 64
+#define GSO_SEGMENTS 32 /* datagrams per GSO send */
+#define GSO_SENDS    8  /* GSO sends per sendmmsg */
 #define MAX_CLIENTS 256
 
 static double now_s(void)
@@ -111,6 +119,7 @@ int main(int argc, char **argv)
         return 64;
     }
     bool echo = strcmp(argv[1], "echo") == 0;
+    bool gso = strcmp(argv[1], "gso") == 0;
     int port = atoi(argv[2]);
     int pid = atoi(argv[3]);
     const char *file = argv[4];
@@ -189,6 +198,20 @@ int main(int argc, char **argv)
         }
     } else {
         int fd = client_socket();
+        unsigned per_call = BATCH;
+        if (gso) {
+            /* Every send longer than 1,200 bytes leaves as a train. */
+            int seg = 1200;
+            if (setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg)) < 0) {
+                perror("UDP_SEGMENT");
+                return 1;
+            }
+            static char train[GSO_SEGMENTS * 1200];
+            memset(train, 'g', sizeof(train));
+            for (int i = 0; i < GSO_SENDS; i++)
+                iov[i] = (struct iovec){train, sizeof(train)};
+            per_call = GSO_SENDS;
+        }
         for (;;) {
             double t = now_s();
             if (!measuring && t >= start + warm) {
@@ -201,7 +224,7 @@ int main(int argc, char **argv)
             if (t >= end)
                 break;
             for (int k = 0; k < 16; k++)
-                if (sendmmsg(fd, msg, BATCH, 0) < 0 && errno == EAGAIN) {
+                if (sendmmsg(fd, msg, per_call, 0) < 0 && errno == EAGAIN) {
                     struct timespec ts = {0, 20000};
                     nanosleep(&ts, NULL);
                 }

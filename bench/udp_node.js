@@ -1,5 +1,6 @@
 // bench/udp_node.js - Node's dgram: the same UDP server.
-//   node udp_node.js echo|sink PORT COUNTFILE
+//   node udp_node.js echo|sink|gro PORT COUNTFILE
+// (gro is a plain sink: Node's dgram has no UDP GRO.)
 'use strict';
 const dgram = require('dgram');
 const fs = require('fs');

@@ -3,7 +3,9 @@
  * with UV_UDP_RECVMMSG and a buffer of 20 x 64 KiB from alloc_cb (libuv
  * 1.44 reads up to 20 datagrams per recvmmsg into it), replies with
  * uv_udp_try_send (no request allocation; dropped if the kernel is full).
- *   udp_uv echo|sink PORT COUNTFILE
+ *   udp_uv echo|sink|gro PORT COUNTFILE
+ * (gro is a plain sink: libuv 1.44 has no UDP GRO, so a sender's GSO
+ * train reaches it as separate datagrams.)
  */
 #include "udp_common.h"
 

@@ -1,9 +1,11 @@
 /*
  * bench/udp_weft.c - the UDP benchmark server on weft.h alone.
- *   udp_weft echo|sink PORT COUNTFILE
+ *   udp_weft echo|sink|gro PORT COUNTFILE
  * echo answers every datagram with itself (weft_dgram_reply inside
  * 'message': the replies of one batch leave with one sendmmsg); sink
- * counts. SIGUSR2 writes the count; SIGTERM ends.
+ * counts; gro counts with the `gro` option on (a sender's GSO train
+ * arrives as one buffer, which weft splits into its datagrams again).
+ * SIGUSR2 writes the count; SIGTERM ends.
  */
 #include "udp_common.h"
 
@@ -49,7 +51,8 @@ int main(int argc, char **argv)
     count_file = argv[3];
     bool echo = strcmp(argv[1], "echo") == 0;
     weft_dgram_options o = {.recv_buffer_size = 4 << 20,
-                            .send_buffer_size = 4 << 20};
+                            .send_buffer_size = 4 << 20,
+                            .gro = strcmp(argv[1], "gro") == 0};
     if (weft_dgram_create_socket(NULL, &o, echo ? on_echo : on_sink, NULL,
                                  &sock) < 0 ||
         weft_dgram_bind(sock, atoi(argv[2]), "127.0.0.1", NULL, NULL) < 0)
