@@ -213,6 +213,77 @@ START_TEST(udp6_round_trip_reports_sender_address_family_and_port)
 }
 END_TEST
 
+START_TEST(dual_stack_udp6_hears_ipv4_peers_as_mapped_and_replies_to_them)
+{
+    /* As Node: a udp6 socket without ipv6Only bound to "::" takes IPv4
+     * datagrams too, and 'message' names their sender as an IPv4-mapped
+     * IPv6 address; a reply through rinfo reaches the IPv4 peer. */
+    weft_dgram_options o6 = {.family = 6};
+    peer srv, cli;
+    open_peer(&srv, &o6);
+    open_peer(&cli, NULL);
+    srv.echo = true;
+    int port = bound_port(&srv, NULL);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "v4", 2, port, "127.0.0.1"), 1);
+    weft_address ca;
+    ck_assert_int_eq(weft_dgram_address(cli.sock, &ca), 0);
+    ck_assert(spin_until(&cli.messages, 1, 3000));
+    ck_assert_int_eq(srv.last_ri.family, 6);
+    ck_assert_str_eq(srv.last_addr, "::ffff:127.0.0.1");
+    ck_assert_int_eq(srv.last_ri.port, ca.port);
+    ck_assert_uint_eq(srv.last_ri.sockaddr_len, sizeof(struct sockaddr_in6));
+    ck_assert_int_eq(cli.last_len, 2);
+    ck_assert(memcmp(cli.last, "v4", 2) == 0);
+    ck_assert_int_eq(cli.last_ri.family, 4);
+    ck_assert_str_eq(cli.last_addr, "127.0.0.1");
+    ck_assert_int_eq(cli.last_ri.port, port);
+    /* The literal spelling of the mapped address works too. */
+    ck_assert_int_eq(
+        weft_dgram_send(srv.sock, "m", 1, ca.port, "::ffff:127.0.0.1"), 1);
+    ck_assert(spin_until(&cli.messages, 2, 3000));
+    ck_assert_int_eq(cli.last[0], 'm');
+    finish(&srv, &cli);
+}
+END_TEST
+
+START_TEST(ipv6_only_leaves_the_ipv4_port_to_a_udp4_socket)
+{
+    /* Dual stack, the port is taken for IPv4 too; with ipv6_only a udp4
+     * socket can bind the same port, and each hears only its family. */
+    weft_dgram_options dual = {.family = 6},
+                       only = {.family = 6, .ipv6_only = true};
+    peer d, v4;
+    open_peer(&d, &dual);
+    open_peer(&v4, NULL);
+    int port = bound_port(&d, NULL);
+    ck_assert_int_eq(weft_dgram_bind(v4.sock, port, NULL, NULL, NULL),
+                     WEFT_EADDRINUSE);
+    finish(&d, &v4);
+
+    peer o, w4, cli4, cli6;
+    open_peer(&o, &only);
+    open_peer(&w4, NULL);
+    port = bound_port(&o, NULL);
+    ck_assert_int_eq(weft_dgram_bind(w4.sock, port, NULL, NULL, NULL), 0);
+    open_peer(&cli4, NULL);
+    open_peer(&cli6, &only);
+    ck_assert_int_eq(weft_dgram_send(cli4.sock, "4", 1, port, "127.0.0.1"), 1);
+    ck_assert_int_eq(weft_dgram_send(cli6.sock, "6", 1, port, "::1"), 1);
+    ck_assert(spin_until(&w4.messages, 1, 3000));
+    ck_assert(spin_until(&o.messages, 1, 3000));
+    ck_assert_int_eq(w4.last[0], '4');
+    ck_assert_int_eq(w4.last_ri.family, 4);
+    ck_assert_int_eq(o.last[0], '6');
+    ck_assert_int_eq(o.last_ri.family, 6);
+    ck_assert_str_eq(o.last_addr, "::1");
+    ck_assert_int_eq(weft_dgram_close(cli4.sock, NULL, NULL), 0);
+    ck_assert_int_eq(weft_dgram_close(cli6.sock, NULL, NULL), 0);
+    finish(&o, &w4);
+    ck_assert_int_eq(w4.messages, 1);
+    ck_assert_int_eq(o.messages, 1);
+}
+END_TEST
+
 START_TEST(connected_send_goes_to_the_peer_and_disconnect_forgets_it)
 {
     peer srv, cli;
@@ -1486,6 +1557,9 @@ int main(void)
     TCase *tc = tu_tcase("dgram");
     tcase_add_test(tc, udp4_round_trip_reports_sender_address_family_and_port);
     tcase_add_test(tc, udp6_round_trip_reports_sender_address_family_and_port);
+    tcase_add_test(
+        tc, dual_stack_udp6_hears_ipv4_peers_as_mapped_and_replies_to_them);
+    tcase_add_test(tc, ipv6_only_leaves_the_ipv4_port_to_a_udp4_socket);
     tcase_add_test(tc,
                    connected_send_goes_to_the_peer_and_disconnect_forgets_it);
     tcase_add_test(tc, disconnect_keeps_the_port_the_kernel_chose);
