@@ -1203,9 +1203,10 @@ WEFT_EXTERN int weft_dgram_open(weft_loop *loop, int fd,
  * looked up off the loop, and the first address of the socket's family
  * is bound. `cb`, if given, becomes a once-listener of 'listening', which
  * follows on a later turn. Returned at once: WEFT_EINVAL (port outside
- * 0..65535), WEFT_ESTATE (bound, binding or closed), WEFT_EADDRINUSE,
- * WEFT_EACCES, WEFT_EADDRNOTAVAIL. After a lookup, its failure or the
- * bind's arrives as 'error' and the socket stays unbound.
+ * 0..65535, or an IP literal of the other family), WEFT_ESTATE (bound,
+ * binding or closed), WEFT_EADDRINUSE, WEFT_EACCES, WEFT_EADDRNOTAVAIL.
+ * After a lookup, its failure or the bind's arrives as 'error' and the
+ * socket stays unbound.
  */
 WEFT_EXTERN int weft_dgram_bind(weft_dgram *sock, int port,
                                 const char *address,
@@ -1218,8 +1219,10 @@ WEFT_EXTERN int weft_dgram_bind(weft_dgram *sock, int port,
  * looked up off the loop, sends made meanwhile wait in the queue. An
  * unbound socket is bound first (any address, port 0: 'listening' comes
  * before 'connect'). `cb` becomes a once-listener of 'connect'. Returns
- * WEFT_EINVAL (port outside 1..65535), WEFT_EISCONN (already connected
- * or connecting), WEFT_ESTATE (closed), or the kernel's error.
+ * WEFT_EINVAL (port outside 1..65535, or an IP literal of the other
+ * family: a udp6 socket names IPv4 peers ::ffff:a.b.c.d), WEFT_EISCONN
+ * (already connected or connecting), WEFT_ESTATE (closed), or the
+ * kernel's error.
  */
 WEFT_EXTERN int weft_dgram_connect(weft_dgram *sock, int port,
                                    const char *address,
@@ -1242,13 +1245,14 @@ WEFT_EXTERN int weft_dgram_address(const weft_dgram *sock, weft_address *out);
  * (Node's send of an array of buffers: one sendmsg with an iovec). On a
  * connected socket `port` must be 0 and `address` NULL (else
  * WEFT_EISCONN). On an unconnected one, `port` is 1..65535 and `address`
- * an IP literal or a host name (NULL: the family's loopback, as Node's
- * "localhost"). A name is looked up off the loop (as Node's send does)
- * and the datagram waits in the queue, behind what waits there, until it
- * is known: send returns 0. One lookup serves every datagram queued for
- * that name meanwhile; a name that does not resolve drops those and
- * comes as 'error' (WEFT_ENOTFOUND, "getaddrinfo ENOTFOUND name"), the
- * socket staying open. Each later send looks the name up again: on a hot
+ * an IP literal of the socket's family (else WEFT_EINVAL, as Node; a
+ * udp6 socket reaches IPv4 peers as ::ffff:a.b.c.d) or a host name
+ * (NULL: the family's loopback, as Node's "localhost"). A name is looked up off
+ * the loop (as Node's send does) and the datagram waits in the queue, behind
+ * what waits there, until it is known: send returns 0. One lookup serves every
+ * datagram queued for that name meanwhile; a name that does not resolve drops
+ * those and comes as 'error' (WEFT_ENOTFOUND, "getaddrinfo ENOTFOUND name"),
+ * the socket staying open. Each later send looks the name up again: on a hot
  * path look it up once (weft_dns_lookup()) or connect(). An unbound
  * socket is bound first to any address and port 0, as Node does
  * ('listening' follows).

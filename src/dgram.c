@@ -827,11 +827,13 @@ static void any_addr(int family, int port, weft__sockaddr *a)
     weft__parse_ip(family == AF_INET6 ? "::" : "0.0.0.0", port, a);
 }
 
-/* Binds the fd to `a` and starts reading; 'listening' is deferred. */
+/* Binds the fd to `a` and starts reading; 'listening' is deferred. An
+ * address of the other family is WEFT_EINVAL, as Node's bind, connect
+ * and send say (a udp6 socket reaches IPv4 through ::ffff:a.b.c.d). */
 static int bind_to(weft_dgram *s, const weft__sockaddr *a)
 {
     if (a->u.sa.sa_family != s->family)
-        return WEFT_EAFNOSUPPORT;
+        return WEFT_EINVAL;
     if (bind(s->io.fd, &a->u.sa, a->len) < 0)
         return weft__err(errno);
     return bind_done(s);
@@ -980,7 +982,7 @@ int weft_dgram_connect(weft_dgram *s, int port, const char *address,
                                         port, &a)
                        : weft__parse_ip(address, port, &a);
     if (literal && a.u.sa.sa_family != s->family)
-        return WEFT_EAFNOSUPPORT;
+        return WEFT_EINVAL;
     int err = 0;
     if (s->state == IDLE && (err = bind_implicit(s)) < 0)
         return err;
@@ -1268,6 +1270,8 @@ static int destination(weft_dgram *s, int port, const char *address,
     if (address == NULL)
         address = s->family == AF_INET6 ? "::1" : "127.0.0.1";
     if (weft__parse_ip(address, port, &d->addr)) {
+        if (d->addr.u.sa.sa_family != s->family)
+            return WEFT_EINVAL; /* as bind_to() */
         d->to = &d->addr;
         return 0;
     }

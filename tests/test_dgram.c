@@ -246,6 +246,52 @@ START_TEST(dual_stack_udp6_hears_ipv4_peers_as_mapped_and_replies_to_them)
 }
 END_TEST
 
+START_TEST(an_address_literal_of_the_other_family_is_einval_as_in_node)
+{
+    /* Node answers bind, connect and send to the other family's literal
+     * with EINVAL; the socket is left as it was and stays usable. */
+    weft_dgram_options o6 = {.family = 6};
+    peer p4, p6, srv4, srv6;
+    open_peer(&p4, NULL);
+    open_peer(&p6, &o6);
+    open_peer(&srv4, NULL);
+    open_peer(&srv6, &o6);
+    int port4 = bound_port(&srv4, "127.0.0.1");
+    int port6 = bound_port(&srv6, "::1");
+    ck_assert_int_eq(weft_dgram_send(p4.sock, "x", 1, port6, "::1"),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_send(p6.sock, "x", 1, port4, "127.0.0.1"),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(
+        weft_dgram_send_segments(p6.sock, "xyz", 3, 1, port4, "127.0.0.1"),
+        WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_connect(p4.sock, port6, "::1", NULL, NULL),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(
+        weft_dgram_connect(p6.sock, port4, "127.0.0.1", NULL, NULL),
+        WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_bind(p4.sock, 0, "::1", NULL, NULL),
+                     WEFT_EINVAL);
+    ck_assert_int_eq(weft_dgram_bind(p6.sock, 0, "127.0.0.1", NULL, NULL),
+                     WEFT_EINVAL);
+    /* Nothing was bound or sent by the refused calls. */
+    weft_address a;
+    ck_assert_int_eq(weft_dgram_address(p4.sock, &a), WEFT_ENOTRUNNING);
+    ck_assert_int_eq(weft_dgram_address(p6.sock, &a), WEFT_ENOTRUNNING);
+    ck_assert_int_eq(weft_dgram_send(p4.sock, "4", 1, port4, "127.0.0.1"), 1);
+    ck_assert_int_eq(weft_dgram_send(p6.sock, "6", 1, port6, "::1"), 1);
+    ck_assert(spin_until(&srv4.messages, 1, 3000));
+    ck_assert(spin_until(&srv6.messages, 1, 3000));
+    ck_assert_int_eq(srv4.last[0], '4');
+    ck_assert_int_eq(srv6.last[0], '6');
+    ck_assert_int_eq(weft_dgram_close(p4.sock, NULL, NULL), 0);
+    ck_assert_int_eq(weft_dgram_close(p6.sock, NULL, NULL), 0);
+    finish(&srv4, &srv6);
+    ck_assert_int_eq(srv4.messages, 1);
+    ck_assert_int_eq(srv6.messages, 1);
+}
+END_TEST
+
 START_TEST(ipv6_only_leaves_the_ipv4_port_to_a_udp4_socket)
 {
     /* Dual stack, the port is taken for IPv4 too; with ipv6_only a udp4
@@ -1560,6 +1606,8 @@ int main(void)
     tcase_add_test(
         tc, dual_stack_udp6_hears_ipv4_peers_as_mapped_and_replies_to_them);
     tcase_add_test(tc, ipv6_only_leaves_the_ipv4_port_to_a_udp4_socket);
+    tcase_add_test(tc,
+                   an_address_literal_of_the_other_family_is_einval_as_in_node);
     tcase_add_test(tc,
                    connected_send_goes_to_the_peer_and_disconnect_forgets_it);
     tcase_add_test(tc, disconnect_keeps_the_port_the_kernel_chose);
