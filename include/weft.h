@@ -1280,10 +1280,14 @@ WEFT_EXTERN int weft_dgram_sendv(weft_dgram *sock, const weft_buf *bufs,
  * the kernel offers it, else one datagram at a time. At most 64
  * datagrams and 65,000 bytes per call (WEFT_EINVAL past it). What QUIC
  * senders do. Returns 1 if all went to the kernel, 0 if some or all
- * wait in the queue, or an error as weft_dgram_send(). Sent one at a
- * time, an error stops at the segment it is about: those before it went
- * (or wait in the queue), it and the rest did not, so a full queue
- * (WEFT_ENOBUFS) may cut a call short.
+ * wait in the queue, or an error as weft_dgram_send(). When all of them
+ * would wait (the queue holds datagrams already, or the destination is
+ * a name being looked up) and the queue cannot hold them all, none is
+ * sent: WEFT_ENOBUFS. Sent one at a time, an error stops at the segment
+ * it is about: those before it went (or wait in the queue), it and the
+ * rest did not; with the default max_queue a full queue no longer cuts
+ * a call short that way (the rest of a call always fits an empty
+ * queue), with a max_queue under 65,000 bytes it still can.
  */
 WEFT_EXTERN int weft_dgram_send_segments(weft_dgram *sock, const void *data,
                                          size_t len, size_t segment,

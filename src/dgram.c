@@ -245,13 +245,18 @@ static void gather(char *dst, const weft_buf *bufs, size_t n)
  * and `port`, or for the connected peer. Bounded in bytes by max_queue,
  * and in datagrams by max_queue / 16 (at least 64), so that empty
  * datagrams cannot grow it without bound either. */
+static bool queue_full(const weft_dgram *s, size_t count, size_t bytes,
+                       size_t len)
+{
+    size_t max_count = s->max_queue / 16 > 64 ? s->max_queue / 16 : 64;
+    return count > 0 && (bytes + len > s->max_queue || count >= max_count);
+}
+
 static int enqueue(weft_dgram *s, const weft_buf *bufs, size_t n,
                    const weft__sockaddr *to, const char *host, int port)
 {
     size_t len = total_len(bufs, n);
-    size_t max_count = s->max_queue / 16 > 64 ? s->max_queue / 16 : 64;
-    if (s->q_count > 0 &&
-        (s->q_bytes + len > s->max_queue || s->q_count >= max_count))
+    if (queue_full(s, s->q_count, s->q_bytes, len))
         return WEFT_ENOBUFS;
     size_t hlen = host != NULL ? strlen(host) + 1 : 0;
     dgram_req *r = weft__malloc(sizeof(*r) + len + hlen);
@@ -1304,6 +1309,18 @@ int weft_dgram_send(weft_dgram *s, const void *data, size_t len, int port,
 static int send_each(weft_dgram *s, const char *data, size_t len,
                      size_t segment, const dest *d)
 {
+    /* When every segment will wait (behind the queue, or for a name), a
+     * call the queue cannot hold whole is refused before any goes. */
+    if (s->q_head != NULL || d->host != NULL) {
+        size_t count = s->q_count, bytes = s->q_bytes;
+        for (size_t off = 0; off < len; off += segment) {
+            size_t l = len - off < segment ? len - off : segment;
+            if (queue_full(s, count, bytes, l))
+                return WEFT_ENOBUFS;
+            count++;
+            bytes += l;
+        }
+    }
     int all = 1;
     for (size_t off = 0; off < len; off += segment) {
         weft_buf b = {data + off, len - off < segment ? len - off : segment};

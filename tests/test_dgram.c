@@ -701,6 +701,39 @@ START_TEST(empty_datagrams_cannot_grow_the_queue_without_bound)
 }
 END_TEST
 
+START_TEST(send_segments_the_queue_cannot_hold_whole_sends_none)
+{
+    /* max_queue 4,096 and a datagram already waiting: ten segments of
+     * 1,000 bytes cannot all wait, so none is sent or queued; three can,
+     * and wait whole behind it. */
+    weft_dgram_options o = {.max_queue = 4096};
+    peer srv, cli;
+    open_peer(&srv, NULL);
+    open_peer(&cli, &o);
+    int port = bound_port(&srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    fault_arm(FAULT_SEND, 1, 1, EAGAIN);
+    ck_assert_int_eq(weft_dgram_send(cli.sock, "first", 5, 0, NULL), 0);
+    fault_disarm_all();
+    static char buf[10000];
+    memset(buf, 's', sizeof(buf));
+    ck_assert_int_eq(
+        weft_dgram_send_segments(cli.sock, buf, 10000, 1000, 0, NULL),
+        WEFT_ENOBUFS);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 1);
+    ck_assert_int_eq(weft_dgram_send_queue_size(cli.sock), 5);
+    ck_assert_int_eq(
+        weft_dgram_send_segments(cli.sock, buf, 3000, 1000, 0, NULL), 0);
+    ck_assert_int_eq(weft_dgram_send_queue_count(cli.sock), 4);
+    ck_assert(spin_until(&srv.messages, 4, 3000));
+    ck_assert(spin_until(&cli.drains, 1, 3000));
+    finish(&srv, &cli);
+    ck_assert_int_eq(srv.messages, 4);
+    ck_assert_int_eq(srv.last_len, 1000);
+    ck_assert_str_eq(cli.log.buf, "listening,connect,drain,close");
+}
+END_TEST
+
 START_TEST(sends_during_a_name_lookup_wait_in_a_bounded_queue)
 {
     weft_dgram_options o = {.max_queue = 100};
@@ -1628,6 +1661,7 @@ int main(void)
         tc, kernel_refusal_queues_sends_counts_them_and_drains_in_order);
     tcase_add_test(tc, sends_during_a_name_lookup_wait_in_a_bounded_queue);
     tcase_add_test(tc, empty_datagrams_cannot_grow_the_queue_without_bound);
+    tcase_add_test(tc, send_segments_the_queue_cannot_hold_whole_sends_none);
     tcase_add_test(tc, bind_to_a_name_looks_it_up_then_listens);
     tcase_add_test(tc,
                    send_to_a_host_name_looks_it_up_once_and_keeps_the_order);
