@@ -139,6 +139,17 @@ static void tick(weft_timer *t, void *ctx)
     (void)ctx;
 }
 
+/* A server bound on 127.0.0.1 and a client (with `cli_opts`) connected
+ * to it. */
+static void connected_pair(peer *srv, peer *cli,
+                           const weft_dgram_options *cli_opts)
+{
+    open_peer(srv, NULL);
+    open_peer(cli, cli_opts);
+    int port = bound_port(srv, "127.0.0.1");
+    ck_assert_int_eq(weft_dgram_connect(cli->sock, port, NULL, NULL, NULL), 0);
+}
+
 /* Turns the loop until `*count` reaches `want` or `ms` passed; returns
  * whether it did. A 5 ms ticker bounds each wait. */
 static bool spin_until(const int *count, int want, unsigned ms)
@@ -643,10 +654,7 @@ END_TEST
 START_TEST(kernel_refusal_queues_sends_counts_them_and_drains_in_order)
 {
     peer srv, cli;
-    open_peer(&srv, NULL);
-    open_peer(&cli, NULL);
-    int port = bound_port(&srv, "127.0.0.1");
-    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    connected_pair(&srv, &cli, NULL);
     /* sendmsg says EAGAIN twice; the queue's sendmmsg then goes through */
     fault_arm(FAULT_SEND, 1, 2, EAGAIN);
     ck_assert_int_eq(weft_dgram_send(cli.sock, "a1", 2, 0, NULL), 0);
@@ -674,10 +682,7 @@ START_TEST(empty_datagrams_cannot_grow_the_queue_without_bound)
     /* max_queue 1,024 bytes: at most 64 datagrams, even of 0 bytes */
     weft_dgram_options o = {.max_queue = 1024};
     peer srv, cli;
-    open_peer(&srv, NULL);
-    open_peer(&cli, &o);
-    int port = bound_port(&srv, "127.0.0.1");
-    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    connected_pair(&srv, &cli, &o);
     fault_arm(FAULT_SEND, 1, 1, EAGAIN); /* the first one queues */
     int queued = 0, refused = 0;
     for (int i = 0; i < 200; i++) {
@@ -708,10 +713,7 @@ START_TEST(send_segments_the_queue_cannot_hold_whole_sends_none)
      * and wait whole behind it. */
     weft_dgram_options o = {.max_queue = 4096};
     peer srv, cli;
-    open_peer(&srv, NULL);
-    open_peer(&cli, &o);
-    int port = bound_port(&srv, "127.0.0.1");
-    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    connected_pair(&srv, &cli, &o);
     fault_arm(FAULT_SEND, 1, 1, EAGAIN);
     ck_assert_int_eq(weft_dgram_send(cli.sock, "first", 5, 0, NULL), 0);
     fault_disarm_all();
@@ -895,11 +897,8 @@ END_TEST
 START_TEST(echo_inside_message_answers_every_datagram_of_a_batch)
 {
     peer srv, cli;
-    open_peer(&srv, NULL);
-    open_peer(&cli, NULL);
+    connected_pair(&srv, &cli, NULL);
     srv.echo = true;
-    int port = bound_port(&srv, "127.0.0.1");
-    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
     /* 150 sent before the server reads: its first read takes 64 */
     int sent = 0;
     for (int i = 0; i < 150; i++) {
@@ -954,10 +953,7 @@ END_TEST
 START_TEST(queue_sent_while_connected_leaves_for_that_peer_after_disconnect)
 {
     peer srv, cli;
-    open_peer(&srv, NULL);
-    open_peer(&cli, NULL);
-    int port = bound_port(&srv, "127.0.0.1");
-    ck_assert_int_eq(weft_dgram_connect(cli.sock, port, NULL, NULL, NULL), 0);
+    connected_pair(&srv, &cli, NULL);
     fault_arm(FAULT_SEND, 1, 1, EAGAIN);
     ck_assert_int_eq(weft_dgram_send(cli.sock, "queued", 6, 0, NULL), 0);
     fault_disarm_all();
