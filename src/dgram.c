@@ -241,10 +241,10 @@ static void gather(char *dst, const weft_buf *bufs, size_t n)
     }
 }
 
-/* Queues a datagram for `to`, or for `host` (a name still to look up)
- * and `port`, or for the connected peer. Bounded in bytes by max_queue,
- * and in datagrams by max_queue / 16 (at least 64), so that empty
- * datagrams cannot grow it without bound either. */
+/* Whether a queue holding `count` datagrams of `bytes` in all refuses
+ * one more of `len` bytes. Bounded in bytes by max_queue, and in
+ * datagrams by max_queue / 16 (at least 64), so that empty datagrams
+ * cannot grow it without bound either; an empty queue takes any one. */
 static bool queue_full(const weft_dgram *s, size_t count, size_t bytes,
                        size_t len)
 {
@@ -252,6 +252,8 @@ static bool queue_full(const weft_dgram *s, size_t count, size_t bytes,
     return count > 0 && (bytes + len > s->max_queue || count >= max_count);
 }
 
+/* Queues a datagram for `to`, or for `host` (a name still to look up)
+ * and `port`, or for the connected peer, unless queue_full(). */
 static int enqueue(weft_dgram *s, const weft_buf *bufs, size_t n,
                    const weft__sockaddr *to, const char *host, int port)
 {
