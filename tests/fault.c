@@ -24,7 +24,6 @@ typedef struct {
 
 static fault faults[FAULT_NCALLS];
 static atomic_long calls[FAULT_NCALLS];
-static atomic_long gai_returned; /* getaddrinfo calls that returned */
 
 long fault_calls(enum fault_call call)
 {
@@ -192,20 +191,11 @@ int getaddrinfo(const char *node, const char *service,
                 const struct addrinfo *hints, struct addrinfo **res)
 {
     int e = hit(FAULT_GETADDRINFO);
-    if (e) {
-        atomic_fetch_add(&gai_returned, 1);
+    if (e)
         return e;
-    }
-    e = REAL(getaddrinfo,
-             int (*)(const char *, const char *, const struct addrinfo *,
-                     struct addrinfo **))(node, service, hints, res);
-    atomic_fetch_add(&gai_returned, 1);
-    return e;
-}
-
-long fault_getaddrinfo_returned(void)
-{
-    return atomic_load(&gai_returned);
+    return REAL(getaddrinfo,
+                int (*)(const char *, const char *, const struct addrinfo *,
+                        struct addrinfo **))(node, service, hints, res);
 }
 
 int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags,

@@ -38,8 +38,5 @@ const char *fault_call_name(enum fault_call call);
 /* Calls of `call` so far, failed or not (reads, sends and shutdowns on
  * sockets only): what the economy test counts. */
 long fault_calls(enum fault_call call);
-/* getaddrinfo calls that have returned (on whichever thread made them):
- * with fault_calls(FAULT_GETADDRINFO), whether a lookup is still running. */
-long fault_getaddrinfo_returned(void);
 
 #endif
